@@ -1,0 +1,39 @@
+// Errors are values inside the VMM: every fallible call returns Result<T>;
+// only the CLI edge turns an Error into a message and an exit code.
+#pragma once
+
+#include <cerrno>
+#include <cstring>
+#include <expected>
+#include <string>
+#include <utility>
+
+#include <fmt/core.h>
+
+namespace kvmsandbox {
+
+struct Error {
+    std::string message;
+    // Exit code the CLI should use when this error ends the run (125: our own failure).
+    int exit_code = 125;
+};
+
+template <typename T = void>
+using Result = std::expected<T, Error>;
+
+inline std::unexpected<Error> fail(std::string message, int exit_code = 125) {
+    return std::unexpected(Error{std::move(message), exit_code});
+}
+
+template <typename... Args>
+std::unexpected<Error> failf(fmt::format_string<Args...> f, Args&&... args) {
+    return std::unexpected(Error{fmt::format(f, std::forward<Args>(args)...), 125});
+}
+
+// "what: strerror(errno)" for a failed system call; reads errno at the call.
+inline std::unexpected<Error> fail_errno(const std::string& what) {
+    int e = errno;
+    return std::unexpected(Error{fmt::format("{}: {}", what, std::strerror(e)), 125});
+}
+
+}  // namespace kvmsandbox

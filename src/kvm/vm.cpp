@@ -1,0 +1,51 @@
+#include "kvm/vm.h"
+
+#include <sys/ioctl.h>
+
+namespace kvmsandbox {
+
+Result<Vm> Vm::create(const Kvm& kvm) {
+    auto fd = kvm.create_vm();
+    if (!fd) return std::unexpected(fd.error());
+    return Vm(std::move(*fd));
+}
+
+Result<void> Vm::add_memory_slot(uint32_t slot, uint64_t gpa, uint64_t size, void* host) {
+    kvm_userspace_memory_region r{};
+    r.slot = slot;
+    r.guest_phys_addr = gpa;
+    r.memory_size = size;
+    r.userspace_addr = reinterpret_cast<uint64_t>(host);
+    if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
+        return fail_errno(fmt::format("KVM_SET_USER_MEMORY_REGION slot {} ({:#x}+{:#x})", slot,
+                                      gpa, size));
+    return {};
+}
+
+Result<void> Vm::create_irqchip_and_pit() {
+    if (::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) < 0) return fail_errno("KVM_CREATE_IRQCHIP");
+    kvm_pit_config pit{};
+    if (::ioctl(fd_.get(), KVM_CREATE_PIT2, &pit) < 0) return fail_errno("KVM_CREATE_PIT2");
+    return {};
+}
+
+Result<void> Vm::set_tss_addr(uint64_t addr) {
+    if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, addr) < 0) return fail_errno("KVM_SET_TSS_ADDR");
+    return {};
+}
+
+Result<void> Vm::set_irq_line(uint32_t irq, bool level) {
+    kvm_irq_level l{};
+    l.irq = irq;
+    l.level = level ? 1 : 0;
+    if (::ioctl(fd_.get(), KVM_IRQ_LINE, &l) < 0) return fail_errno("KVM_IRQ_LINE");
+    return {};
+}
+
+Result<UniqueFd> Vm::create_vcpu(unsigned id) {
+    int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
+    if (fd < 0) return fail_errno(fmt::format("KVM_CREATE_VCPU {}", id));
+    return UniqueFd(fd);
+}
+
+}  // namespace kvmsandbox

@@ -1,0 +1,32 @@
+// A KVM virtual machine: memory slots, in-kernel interrupt controllers and
+// interrupt injection.
+#pragma once
+
+#include <cstdint>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "kvm/kvm.h"
+
+namespace kvmsandbox {
+
+class Vm {
+public:
+    static Result<Vm> create(const Kvm& kvm);
+
+    int fd() const { return fd_.get(); }
+    Result<void> add_memory_slot(uint32_t slot, uint64_t gpa, uint64_t size, void* host);
+    // In-kernel PIC+IOAPIC+LAPICs and PIT: interrupts and timers without
+    // exits to user space.
+    Result<void> create_irqchip_and_pit();
+    Result<void> set_tss_addr(uint64_t addr);
+    // Level of a legacy IRQ line (routed to PIC and IOAPIC by KVM's default routing).
+    Result<void> set_irq_line(uint32_t irq, bool level);
+    Result<UniqueFd> create_vcpu(unsigned id);
+
+private:
+    explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
+}  // namespace kvmsandbox

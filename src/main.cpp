@@ -1,0 +1,39 @@
+// kvmsandbox: run a command in a KVM virtual machine, or a general VM.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "base/log.h"
+#include "cli/command.h"
+
+int main(int argc, char** argv) {
+    using namespace kvmsandbox;
+    cli::original_argv().assign(argv, argv + argc);
+
+    CLI::App app{"kvmsandbox: run a command, or a whole Linux system, in a KVM virtual machine",
+                 "kvmsandbox"};
+    app.set_version_flag("--version", std::string("kvmsandbox ") + KVMSANDBOX_VERSION);
+    app.require_subcommand(0, 1);
+    app.fallthrough(false);
+    cli::Dispatch dispatch;
+    cli::add_sandbox_form(app, dispatch);
+    cli::add_run_command(app, dispatch);
+    cli::add_version_command(app, dispatch);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        log::error("{} (see 'kvmsandbox --help')", e.what());
+        return cli::kExitOwnError;
+    }
+    if (!dispatch.action) {
+        fmt::print(stderr, "{}", app.help());
+        return cli::kExitOwnError;
+    }
+    return dispatch.action();
+}

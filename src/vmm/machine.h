@@ -1,0 +1,111 @@
+// One virtual machine: guest memory, the vCPUs and their threads, the legacy
+// PC devices, and the event loop that feeds the console. Built from a
+// MachineConfig in create(), then run() until the guest or the host ends it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/event_loop.h"
+#include "base/mmap.h"
+#include "base/result.h"
+#include "bus/bus.h"
+#include "devices/acpi_pm.h"
+#include "devices/cmos_rtc.h"
+#include "devices/i8042.h"
+#include "devices/serial8250.h"
+#include "kvm/kvm.h"
+#include "kvm/vcpu.h"
+#include "kvm/vm.h"
+#include "memory/guest_memory.h"
+#include "vmm/exit_reason.h"
+#include "vmm/vcpu_loop.h"
+
+namespace kvmsandbox {
+
+struct MachineConfig {
+    std::string kernel_path;
+    std::string initrd_path;    // empty: none
+    std::string extra_cmdline;  // appended to our defaults
+    std::string name;
+    unsigned cpus = 1;
+    uint64_t mem_bytes = 512ull << 20;
+    int console_in = -1;   // serial input source (not owned); -1: none
+    int console_out = -1;  // serial output sink (not owned); -1: discard
+    // Non-empty: this host's KVM cannot boot a stock kernel; refuse with this.
+    std::string kvm_unusable_reason;
+};
+
+// An IRQ line driven through KVM_IRQ_LINE.
+class KvmIrqLine : public IrqLine {
+public:
+    KvmIrqLine(Vm& vm, uint32_t irq) : vm_(vm), irq_(irq) {}
+    void set_level(bool asserted) override { (void)vm_.set_irq_line(irq_, asserted); }
+
+private:
+    Vm& vm_;
+    uint32_t irq_;
+};
+
+class Machine {
+public:
+    static Result<std::unique_ptr<Machine>> create(const MachineConfig& cfg);
+    ~Machine();
+    Machine(const Machine&) = delete;
+    Machine& operator=(const Machine&) = delete;
+
+    // Runs the guest until it powers off, resets, crashes, or the host stops it.
+    Result<StopStatus> run();
+
+    // Ends the VM with `st` (first caller wins). Thread-safe.
+    void stop(StopStatus st);
+
+private:
+    Machine(const MachineConfig& cfg, Kvm kvm, Vm vm);
+    Result<void> setup_memory();
+    Result<void> load_guest();
+    Result<void> setup_devices();
+    Result<void> setup_vcpus();
+    Result<void> setup_console_input();
+    void feed_console();
+    void write_console(std::span<const uint8_t> bytes);
+    void kick_vcpus();
+
+    MachineConfig cfg_;
+    Kvm kvm_;
+    Vm vm_;
+    Mmap ram_;
+    GuestMemory mem_;
+    Bus pio_{"I/O port"};
+    Bus mmio_{"MMIO"};
+    std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    std::vector<std::unique_ptr<VcpuExitCounters>> counters_;
+    std::vector<std::thread> threads_;
+
+    KvmIrqLine com1_irq_;
+    KvmIrqLine sci_irq_;
+    std::unique_ptr<Serial8250> serial_;
+    std::unique_ptr<I8042> i8042_;
+    std::unique_ptr<CmosRtc> rtc_;
+    std::unique_ptr<AcpiPm> acpi_pm_;
+
+    std::unique_ptr<EventLoop> loop_;
+    UniqueFd signal_fd_;
+    UniqueFd rx_drained_fd_;
+    std::vector<uint8_t> console_pending_;
+    size_t console_pending_off_ = 0;
+    bool console_in_open_ = false;
+    bool saw_escape_ = false;  // Ctrl-A pressed on a terminal console
+
+    uint64_t kernel_addr_ = 0;
+    std::atomic<bool> stop_flag_{false};
+    std::mutex stop_mu_;
+    StopStatus stop_status_;
+};
+
+}  // namespace kvmsandbox
