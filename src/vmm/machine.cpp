@@ -46,7 +46,7 @@ constexpr uint32_t kMsrIa32SysenterCs = 0x174, kMsrIa32SysenterEsp = 0x175,
                    kMsrIa32SysenterEip = 0x176, kMsrStar = 0xc0000081, kMsrLstar = 0xc0000082,
                    kMsrCstar = 0xc0000083, kMsrSyscallMask = 0xc0000084,
                    kMsrKernelGsBase = 0xc0000102, kMsrIa32MiscEnable = 0x1a0,
-                   kMsrMtrrDefType = 0x2ff;
+                   kMsrMtrrDefType = 0x2ff, kMsrIa32Tsc = 0x10;
 constexpr uint64_t kMiscEnableFastString = 1;
 // MTRRs enabled with write-back as the default type: without it the guest
 // maps all RAM uncached and runs many times slower.
@@ -70,7 +70,9 @@ Machine::Machine(const MachineConfig& cfg, Kvm kvm, Vm vm)
       kvm_(std::move(kvm)),
       vm_(std::move(vm)),
       com1_irq_(vm_, x86::kCom1Irq),
-      sci_irq_(vm_, x86::kSciIrq) {}
+      sci_irq_(vm_, x86::kSciIrq),
+      kbd_irq_(vm_, x86::kI8042KbdIrq),
+      aux_irq_(vm_, x86::kI8042AuxIrq) {}
 
 Machine::~Machine() {
     stop(StopStatus{StopReason::HostRequest, ""});
@@ -181,7 +183,8 @@ Result<void> Machine::load_guest() {
 Result<void> Machine::setup_devices() {
     serial_ = std::make_unique<Serial8250>(
         com1_irq_, [this](std::span<const uint8_t> b) { write_console(b); });
-    i8042_ = std::make_unique<I8042>([this] { stop(StopStatus{StopReason::Reset, ""}); });
+    i8042_ = std::make_unique<I8042>([this] { stop(StopStatus{StopReason::Reset, ""}); },
+                                     &kbd_irq_, &aux_irq_);
     rtc_ = std::make_unique<CmosRtc>();
     acpi_pm_ = std::make_unique<AcpiPm>(sci_irq_,
                                         [this] { stop(StopStatus{StopReason::Poweroff, ""}); });
@@ -210,6 +213,8 @@ Result<void> Machine::setup_vcpus() {
         {kMsrSyscallMask, 0},    {kMsrKernelGsBase, 0},
         {kMsrIa32MiscEnable, kMiscEnableFastString},
         {kMsrMtrrDefType, kMtrrDefTypeEnabledWriteBack},
+        // Writing 0 on every vCPU lets KVM treat them as one synchronized TSC.
+        {kMsrIa32Tsc, 0},
     };
 
     for (unsigned id = 0; id < cfg_.cpus; ++id) {

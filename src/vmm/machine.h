@@ -89,6 +89,8 @@ private:
 
     KvmIrqLine com1_irq_;
     KvmIrqLine sci_irq_;
+    KvmIrqLine kbd_irq_;
+    KvmIrqLine aux_irq_;
     std::unique_ptr<Serial8250> serial_;
     std::unique_ptr<I8042> i8042_;
     std::unique_ptr<CmosRtc> rtc_;

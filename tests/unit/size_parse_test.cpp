@@ -21,6 +21,8 @@ TEST(SizeParse, RejectsGarbage) {
     for (const char* bad : {"", "M", "12Q", "-5M", "1.5G", "99999999999999999999", "20000000T"}) {
         auto r = parse_size(bad);
         EXPECT_FALSE(r.has_value()) << bad;
-        if (!r) EXPECT_NE(r.error().message.find("invalid size"), std::string::npos);
+        if (!r) {
+            EXPECT_NE(r.error().message.find("invalid size"), std::string::npos);
+        }
     }
 }

@@ -38,6 +38,8 @@ inline constexpr uint16_t kCom1Port = 0x3f8;
 inline constexpr uint8_t kCom1Irq = 4;
 inline constexpr uint16_t kI8042DataPort = 0x60;
 inline constexpr uint16_t kI8042CmdPort = 0x64;
+inline constexpr uint8_t kI8042KbdIrq = 1;
+inline constexpr uint8_t kI8042AuxIrq = 12;
 inline constexpr uint16_t kCmosPort = 0x70;  // index 0x70, data 0x71
 inline constexpr uint8_t kRtcIrq = 8;
 

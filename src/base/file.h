@@ -1,0 +1,17 @@
+// Whole-file reads for inputs the VMM loads once (kernel, initrd).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace kvmsandbox {
+
+// Reads all of `path`. Fails if the file is larger than `max` bytes, so a
+// wrong path (e.g. a block device or a huge file) cannot exhaust host memory.
+Result<std::vector<uint8_t>> read_file(const std::string& path, size_t max);
+
+}  // namespace kvmsandbox
