@@ -48,4 +48,46 @@ Result<UniqueFd> Vm::create_vcpu(unsigned id) {
     return UniqueFd(fd);
 }
 
+Result<void> Vm::add_irqfd(int eventfd, uint32_t gsi) {
+    kvm_irqfd f{};
+    f.fd = static_cast<uint32_t>(eventfd);
+    f.gsi = gsi;
+    if (::ioctl(fd_.get(), KVM_IRQFD, &f) < 0) return fail_errno("KVM_IRQFD");
+    return {};
+}
+
+Result<void> Vm::remove_irqfd(int eventfd, uint32_t gsi) {
+    kvm_irqfd f{};
+    f.fd = static_cast<uint32_t>(eventfd);
+    f.gsi = gsi;
+    f.flags = KVM_IRQFD_FLAG_DEASSIGN;
+    if (::ioctl(fd_.get(), KVM_IRQFD, &f) < 0) return fail_errno("KVM_IRQFD deassign");
+    return {};
+}
+
+namespace {
+kvm_ioeventfd make_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio) {
+    kvm_ioeventfd e{};
+    e.fd = eventfd;
+    e.addr = addr;
+    e.len = len;
+    e.flags = pio ? KVM_IOEVENTFD_FLAG_PIO : 0;
+    return e;
+}
+}  // namespace
+
+Result<void> Vm::add_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio) {
+    auto e = make_ioeventfd(eventfd, addr, len, pio);
+    if (::ioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0)
+        return fail_errno(fmt::format("KVM_IOEVENTFD at {:#x}", addr));
+    return {};
+}
+
+Result<void> Vm::remove_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio) {
+    auto e = make_ioeventfd(eventfd, addr, len, pio);
+    e.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+    if (::ioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0) return fail_errno("KVM_IOEVENTFD deassign");
+    return {};
+}
+
 }  // namespace kvmsandbox

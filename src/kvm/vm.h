@@ -24,6 +24,15 @@ public:
     Result<void> set_irq_line(uint32_t irq, bool level);
     Result<UniqueFd> create_vcpu(unsigned id);
 
+    // An eventfd that, when written, injects `gsi` (device interrupt without
+    // going through a vCPU thread).
+    Result<void> add_irqfd(int eventfd, uint32_t gsi);
+    Result<void> remove_irqfd(int eventfd, uint32_t gsi);
+    // An eventfd that KVM signals when the guest writes `len` bytes at `addr`
+    // (MMIO or port I/O), instead of exiting to our vCPU thread.
+    Result<void> add_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
+    Result<void> remove_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
+
 private:
     explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
     UniqueFd fd_;

@@ -88,14 +88,14 @@ void vcpu_loop(VcpuLoopContext ctx) {
                 break;
             case KVM_EXIT_INTR:
                 break;
-            case KVM_EXIT_SHUTDOWN: {
-                auto regs = ctx.vcpu->get_regs();
+            case KVM_EXIT_SHUTDOWN:
+                // KVM has already reset the vCPU (on AMD), so its registers
+                // tell nothing; the console log has the kernel's last words.
                 stop_with(StopReason::TripleFault,
-                          fmt::format("the guest triple-faulted on vCPU {} (rip {:#x}); the "
-                                      "kernel crashed before it could report why",
-                                      ctx.vcpu->id(), regs ? regs->rip : 0));
+                          fmt::format("the guest triple-faulted on vCPU {} (its kernel crashed "
+                                      "or reset the CPU on purpose, e.g. reboot=t)",
+                                      ctx.vcpu->id()));
                 return;
-            }
             case KVM_EXIT_SYSTEM_EVENT:
                 if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
                     stop_with(StopReason::Reset, "");

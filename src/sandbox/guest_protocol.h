@@ -1,0 +1,97 @@
+// The contract between the host (kvmsandbox) and the guest's PID 1
+// (guest-init/). Header-only and free of host-only dependencies, because the
+// static guest-init binary includes it too.
+//
+// 1. The run's configuration travels in the initramfs as the file
+//    kConfigPath, a sequence of records "<key> <length>:<bytes>\n" (keys are
+//    short ASCII words; the bytes are arbitrary, so argv and environment
+//    values may hold newlines or any byte but NUL where the kernel forbids it).
+// 2. Kernel modules to load are in kModuleDir, loaded in the order of the
+//    "module" records (dependencies first).
+// 3. Streams use virtio-console ports, found by name under
+//    /sys/class/virtio-ports/*/name:
+//      kPortStdin   host -> guest: CMD's stdin; the host closes the port
+//                   (VIRTIO_CONSOLE_PORT_OPEN value 0) at EOF, which guest
+//                   reads see as end of file.
+//      kPortStdout  guest -> host: CMD's stdout, byte-exact.
+//      kPortStderr  guest -> host: CMD's stderr, byte-exact.
+//      kPortTty     both ways: a terminal session (only when "tty" is 1): the
+//                   guest runs CMD on a pty and pumps its master here.
+//      kPortControl host -> guest: text lines "signal N" (send signal N to
+//                   CMD's process group), "winsize ROWS COLS".
+//      kPortStatus  guest -> host: one text line when CMD is done:
+//                   "exit N" | "signal N" | "error CODE message"
+//                   (CODE 126: cannot execute, 127: not found, 125: init
+//                   failure). The host drains the stdout/stderr queues before
+//                   acting on it, since the ports are separate queues.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace kvmsandbox::guest {
+
+inline constexpr const char* kConfigPath = "/kvmsandbox/config";
+inline constexpr const char* kModuleDir = "/kvmsandbox/modules";
+inline constexpr const char* kRootfsDir = "/kvmsandbox/rootfs";  // skeleton of the guest root
+
+inline constexpr const char* kPortStdin = "kvmsandbox.stdin";
+inline constexpr const char* kPortStdout = "kvmsandbox.stdout";
+inline constexpr const char* kPortStderr = "kvmsandbox.stderr";
+inline constexpr const char* kPortTty = "kvmsandbox.tty";
+inline constexpr const char* kPortControl = "kvmsandbox.control";
+inline constexpr const char* kPortStatus = "kvmsandbox.status";
+
+// Config record keys.
+// argv (repeated, in order), env (repeated "NAME=value"), cwd, uid, gid,
+// group (repeated supplementary gids), tty ("0"/"1"), rows, cols, hostname,
+// module (repeated file name inside kModuleDir, in load order),
+// mount (repeated: "TAG\nGUEST_PATH\nro|rw": a virtio-9p share to mount),
+// symlink (repeated: "PATH\nTARGET": e.g. /bin -> usr/bin on merged-/usr hosts),
+// home (the caller's $HOME path, created empty and owned by uid in the guest).
+struct Record {
+    std::string key;
+    std::string value;
+};
+
+inline void append_record(std::string& out, std::string_view key, std::string_view value) {
+    out.append(key);
+    out.push_back(' ');
+    out.append(std::to_string(value.size()));
+    out.push_back(':');
+    out.append(value);
+    out.push_back('\n');
+}
+
+// Parses the whole config; nullopt on any malformed record (the guest then
+// reports "error 125").
+inline std::optional<std::vector<Record>> parse_records(std::string_view in) {
+    std::vector<Record> out;
+    size_t pos = 0;
+    while (pos < in.size()) {
+        size_t sp = in.find(' ', pos);
+        if (sp == std::string_view::npos || sp == pos || sp - pos > 32) return std::nullopt;
+        size_t colon = in.find(':', sp + 1);
+        if (colon == std::string_view::npos || colon == sp + 1 || colon - sp - 1 > 10)
+            return std::nullopt;
+        size_t len = 0;
+        for (size_t i = sp + 1; i < colon; ++i) {
+            if (in[i] < '0' || in[i] > '9') return std::nullopt;
+            len = len * 10 + static_cast<size_t>(in[i] - '0');
+        }
+        size_t start = colon + 1;
+        if (len > in.size() - start || in.size() - start - len < 1 || in[start + len] != '\n')
+            return std::nullopt;
+        out.push_back(Record{std::string(in.substr(pos, sp - pos)),
+                             std::string(in.substr(start, len))});
+        pos = start + len + 1;
+    }
+    return out;
+}
+
+}  // namespace kvmsandbox::guest

@@ -1,0 +1,49 @@
+// What of the host the sandboxed command sees: the host system read-only, the
+// current directory read-write at the same path, and the user's extra
+// --share options. Pure planning: nothing is opened here.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace kvmsandbox {
+
+struct Share {
+    std::string host_path;   // absolute, normalized
+    std::string guest_path;  // absolute mount point in the guest
+    bool read_only = true;
+    std::vector<std::string> hidden;  // paths relative to host_path the guest must not see
+    std::string tag;                  // virtio-9p mount tag, set by plan_shares
+};
+
+struct SymlinkEntry {
+    std::string path;    // in the guest, e.g. /bin
+    std::string target;  // e.g. usr/bin
+};
+
+struct SharePlan {
+    std::vector<Share> shares;
+    std::vector<SymlinkEntry> symlinks;
+};
+
+// Parses one --share value: HOST[:GUEST][:ro|:rw]. HOST must exist and be a
+// directory; GUEST defaults to HOST.
+Result<Share> parse_share_option(const std::string& value);
+
+struct SharePlanInput {
+    std::string cwd;                  // the caller's working directory (absolute)
+    std::vector<Share> extra;         // from --share
+    std::string root = "/";           // host root to look at (tests use a temp dir)
+};
+
+Result<SharePlan> plan_shares(const SharePlanInput& in);
+
+// The host system directories shown read-only, in mount order.
+const std::vector<std::string>& system_dirs();
+// Files under /etc the guest must never read.
+const std::vector<std::string>& etc_secrets();
+
+}  // namespace kvmsandbox
