@@ -1,6 +1,6 @@
 // kvmsandbox: run a command in a KVM virtual machine, or a general VM.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "base/log.h"
 #include "cli/command.h"

@@ -15,7 +15,7 @@
 namespace kvmsandbox {
 
 class EventLoop {
-public:
+  public:
     using Handler = std::function<void(uint32_t events)>;
 
     static Result<std::unique_ptr<EventLoop>> create();
@@ -31,7 +31,7 @@ public:
     void request_stop();
     bool stopping() const { return stop_.load(); }
 
-private:
+  private:
     EventLoop(UniqueFd ep, UniqueFd stopfd) : ep_(std::move(ep)), stopfd_(std::move(stopfd)) {}
     UniqueFd ep_;
     UniqueFd stopfd_;

@@ -12,7 +12,7 @@
 namespace kvmsandbox {
 
 class Mmap {
-public:
+  public:
     Mmap() = default;
     Mmap(const Mmap&) = delete;
     Mmap& operator=(const Mmap&) = delete;
@@ -43,7 +43,7 @@ public:
     uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
     size_t size() const { return size_; }
 
-private:
+  private:
     Mmap(void* a, size_t s) : addr_(a), size_(s) {}
     void reset() {
         if (addr_) ::munmap(addr_, size_);

@@ -21,11 +21,24 @@ Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit) {
         unit = bare_unit;
     else if (suffix.size() == 1) {
         switch (suffix[0]) {
-            case 'k': case 'K': unit = 1ull << 10; break;
-            case 'm': case 'M': unit = 1ull << 20; break;
-            case 'g': case 'G': unit = 1ull << 30; break;
-            case 't': case 'T': unit = 1ull << 40; break;
-            default: break;
+            case 'k':
+            case 'K':
+                unit = 1ull << 10;
+                break;
+            case 'm':
+            case 'M':
+                unit = 1ull << 20;
+                break;
+            case 'g':
+            case 'G':
+                unit = 1ull << 30;
+                break;
+            case 't':
+            case 'T':
+                unit = 1ull << 40;
+                break;
+            default:
+                break;
         }
     }
     if (unit == 0)

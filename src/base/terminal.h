@@ -7,7 +7,7 @@
 namespace kvmsandbox {
 
 class RawTerminal {
-public:
+  public:
     // Does nothing when fd is not a terminal.
     explicit RawTerminal(int fd);
     RawTerminal(const RawTerminal&) = delete;
@@ -16,7 +16,7 @@ public:
 
     bool active() const { return active_; }
 
-private:
+  private:
     int fd_;
     bool active_ = false;
     termios saved_{};

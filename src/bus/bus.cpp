@@ -10,8 +10,8 @@ Result<void> Bus::add(uint64_t base, uint64_t len, BusDevice* dev) {
     std::unique_lock lock(mu_);
     auto next = ranges_.lower_bound(base);
     if (next != ranges_.end() && next->first < base + len)
-        return failf("{} bus: range {:#x}+{:#x} overlaps {:#x}+{:#x}", name_, base, len, next->first,
-                     next->second.len);
+        return failf("{} bus: range {:#x}+{:#x} overlaps {:#x}+{:#x}", name_, base, len,
+                     next->first, next->second.len);
     if (next != ranges_.begin()) {
         auto prev = std::prev(next);
         if (prev->first + prev->second.len > base)

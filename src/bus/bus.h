@@ -18,14 +18,14 @@ namespace kvmsandbox {
 // A device on a bus. Called from vCPU threads concurrently: devices guard
 // their own state. `offset` is relative to the range the device was added at.
 class BusDevice {
-public:
+  public:
     virtual ~BusDevice() = default;
     virtual void read(uint64_t offset, std::span<uint8_t> data) = 0;
     virtual void write(uint64_t offset, std::span<const uint8_t> data) = 0;
 };
 
 class Bus {
-public:
+  public:
     explicit Bus(std::string name) : name_(std::move(name)) {}
 
     // Fails if [base, base+len) is empty, wraps, or overlaps a range already added.
@@ -39,7 +39,7 @@ public:
 
     uint64_t unclaimed_accesses() const { return unclaimed_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     struct Range {
         uint64_t len;
         BusDevice* dev;

@@ -18,7 +18,8 @@ std::string kvm_unusable_reason(const std::vector<std::string>& argv) {
     std::string cmd;
     for (const auto& a : argv) {
         if (!cmd.empty()) cmd += ' ';
-        const bool plain = !a.empty() && a.find_first_of(" \t'\"$`\\|&;<>()*?[]#~") == std::string::npos;
+        const bool plain =
+            !a.empty() && a.find_first_of(" \t'\"$`\\|&;<>()*?[]#~") == std::string::npos;
         cmd += plain ? a : "'" + a + "'";
     }
     return fmt::format(

@@ -77,8 +77,10 @@ int run_vm(const RunOptions& o) {
 
 void add_run_command(CLI::App& app, Dispatch& d) {
     auto opts = std::make_shared<RunOptions>();
-    auto* sub = app.add_subcommand("run", "Boot a Linux kernel with the serial console on this terminal");
-    sub->add_option("-k,--kernel", opts->kernel, "Kernel image (bzImage); default: the host's from /boot")
+    auto* sub =
+        app.add_subcommand("run", "Boot a Linux kernel with the serial console on this terminal");
+    sub->add_option("-k,--kernel", opts->kernel,
+                    "Kernel image (bzImage); default: the host's from /boot")
         ->check(CLI::ExistingFile);
     sub->add_option("-i,--initrd", opts->initrd, "Initial ramdisk")->check(CLI::ExistingFile);
     sub->add_option("-p,--params", opts->params, "Extra kernel command line parameters");

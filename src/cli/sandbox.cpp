@@ -17,8 +17,9 @@ void add_sandbox_form(CLI::App& app, Dispatch& d) {
                 log::error("{}", why);
                 return kExitOwnError;
             }
-            log::error("running a command in the sandbox is not available in this version yet; "
-                       "use 'kvmsandbox run' to boot a kernel");
+            log::error(
+                "running a command in the sandbox is not available in this version yet; "
+                "use 'kvmsandbox run' to boot a kernel");
             return kExitOwnError;
         };
     });

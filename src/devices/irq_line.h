@@ -5,7 +5,7 @@
 namespace kvmsandbox {
 
 class IrqLine {
-public:
+  public:
     virtual ~IrqLine() = default;
     // Level-triggered semantics: true while the device has an interrupt pending.
     virtual void set_level(bool asserted) = 0;

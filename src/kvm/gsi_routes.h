@@ -15,7 +15,7 @@ namespace kvmsandbox {
 class Vm;
 
 class GsiRoutes {
-public:
+  public:
     // GSIs below this are the IOAPIC's pins; MSI routes are allocated above.
     static constexpr uint32_t kFirstMsiGsi = 24;
     static constexpr uint32_t kMaxGsi = 1024;
@@ -28,7 +28,7 @@ public:
     // route removed, so an irqfd signal is dropped rather than delivered.
     Result<void> set_msi(uint32_t gsi, uint64_t addr, uint32_t data, bool masked);
 
-private:
+  private:
     struct Msi {
         uint32_t gsi;
         uint64_t addr;

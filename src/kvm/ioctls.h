@@ -27,7 +27,7 @@ inline constexpr unsigned long kSetGsiRouting = _IOC(_IOC_WRITE, KVMIO, 0x6a, 8)
 // {u32 count; u32 pad/flags;} followed by `count` Entry structs.
 template <typename Entry>
 class FlexArray {
-public:
+  public:
     explicit FlexArray(uint32_t capacity, uint32_t count = 0)
         : buf_(kHeader + sizeof(Entry) * capacity, 0) {
         set_count(count);
@@ -49,7 +49,7 @@ public:
         std::memcpy(buf_.data() + kHeader + i * sizeof(Entry), &e, sizeof(Entry));
     }
 
-private:
+  private:
     static constexpr size_t kHeader = 8;
     std::vector<uint8_t> buf_;
 };

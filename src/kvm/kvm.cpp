@@ -25,9 +25,10 @@ Result<Kvm> Kvm::open(const std::string& path) {
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
-            return failf("{} does not exist: this host has no KVM (load kvm_intel or kvm_amd, "
-                         "or enable virtualization for this machine)",
-                         path);
+            return failf(
+                "{} does not exist: this host has no KVM (load kvm_intel or kvm_amd, "
+                "or enable virtualization for this machine)",
+                path);
         if (e == EACCES || e == EPERM)
             return failf("{}: permission denied (add yourself to the 'kvm' group)", path);
         return failf("cannot open {}: {}", path, std::strerror(e));
@@ -42,10 +43,14 @@ Result<Kvm> Kvm::open(const std::string& path) {
         const char* name;
     };
     static constexpr Need needs[] = {
-        {KVM_CAP_USER_MEMORY, "USER_MEMORY"}, {KVM_CAP_IRQCHIP, "IRQCHIP"},
-        {KVM_CAP_PIT2, "PIT2"},               {KVM_CAP_SET_TSS_ADDR, "SET_TSS_ADDR"},
-        {KVM_CAP_EXT_CPUID, "EXT_CPUID"},     {KVM_CAP_IRQFD, "IRQFD"},
-        {KVM_CAP_IOEVENTFD, "IOEVENTFD"},     {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"},
+        {KVM_CAP_USER_MEMORY, "USER_MEMORY"},
+        {KVM_CAP_IRQCHIP, "IRQCHIP"},
+        {KVM_CAP_PIT2, "PIT2"},
+        {KVM_CAP_SET_TSS_ADDR, "SET_TSS_ADDR"},
+        {KVM_CAP_EXT_CPUID, "EXT_CPUID"},
+        {KVM_CAP_IRQFD, "IRQFD"},
+        {KVM_CAP_IOEVENTFD, "IOEVENTFD"},
+        {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"},
     };
     for (const auto& n : needs)
         if (kvm.check_extension(n.cap) <= 0)
@@ -56,7 +61,9 @@ Result<Kvm> Kvm::open(const std::string& path) {
     return kvm;
 }
 
-int Kvm::check_extension(long cap) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap); }
+int Kvm::check_extension(long cap) const {
+    return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+}
 
 Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
     // KVM refuses (EINVAL) more than its KVM_MAX_CPUID_ENTRIES (256) and says

@@ -22,7 +22,7 @@ std::string kvm_device_path();
 bool host_kvm_is_pvm();
 
 class Kvm {
-public:
+  public:
     // Opens the device and checks the API version and every capability we rely on.
     static Result<Kvm> open(const std::string& path);
 
@@ -32,7 +32,7 @@ public:
     Result<std::vector<kvm_cpuid_entry2>> supported_cpuid() const;
     Result<UniqueFd> create_vm() const;
 
-private:
+  private:
     explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
     UniqueFd fd_;
     int vcpu_mmap_size_ = 0;

@@ -72,7 +72,8 @@ Result<void> Vcpu::set_fpu_defaults() {
 Result<void> Vcpu::set_lapic_lints() {
     kvm_lapic_state s{};
     if (::ioctl(fd_.get(), KVM_GET_LAPIC, &s) < 0) return fail_errno("KVM_GET_LAPIC");
-    set_lapic_reg(s, kApicLvtLint0, with_delivery_mode(lapic_reg(s, kApicLvtLint0), kApicModeExtInt));
+    set_lapic_reg(s, kApicLvtLint0,
+                  with_delivery_mode(lapic_reg(s, kApicLvtLint0), kApicModeExtInt));
     set_lapic_reg(s, kApicLvtLint1, with_delivery_mode(lapic_reg(s, kApicLvtLint1), kApicModeNmi));
     if (::ioctl(fd_.get(), KVM_SET_LAPIC, &s) < 0) return fail_errno("KVM_SET_LAPIC");
     return {};
@@ -100,6 +101,8 @@ Result<void> Vcpu::set_sregs(const kvm_sregs& s) {
     return {};
 }
 
-int Vcpu::run_once() const { return ::ioctl(fd_.get(), KVM_RUN, 0); }
+int Vcpu::run_once() const {
+    return ::ioctl(fd_.get(), KVM_RUN, 0);
+}
 
 }  // namespace kvmsandbox

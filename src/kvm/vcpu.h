@@ -17,7 +17,7 @@
 namespace kvmsandbox {
 
 class Vcpu {
-public:
+  public:
     static Result<Vcpu> create(const Kvm& kvm, Vm& vm, unsigned id);
 
     unsigned id() const { return id_; }
@@ -38,7 +38,7 @@ public:
     // One KVM_RUN. Returns false with errno == EINTR/EAGAIN when interrupted.
     int run_once() const;
 
-private:
+  private:
     Vcpu(unsigned id, UniqueFd fd, Mmap run) : id_(id), fd_(std::move(fd)), run_(std::move(run)) {}
     unsigned id_;
     UniqueFd fd_;

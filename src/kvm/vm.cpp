@@ -17,8 +17,8 @@ Result<void> Vm::add_memory_slot(uint32_t slot, uint64_t gpa, uint64_t size, voi
     r.memory_size = size;
     r.userspace_addr = reinterpret_cast<uint64_t>(host);
     if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
-        return fail_errno(fmt::format("KVM_SET_USER_MEMORY_REGION slot {} ({:#x}+{:#x})", slot,
-                                      gpa, size));
+        return fail_errno(
+            fmt::format("KVM_SET_USER_MEMORY_REGION slot {} ({:#x}+{:#x})", slot, gpa, size));
     return {};
 }
 

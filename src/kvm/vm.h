@@ -11,7 +11,7 @@
 namespace kvmsandbox {
 
 class Vm {
-public:
+  public:
     static Result<Vm> create(const Kvm& kvm);
 
     int fd() const { return fd_.get(); }
@@ -33,7 +33,7 @@ public:
     Result<void> add_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
     Result<void> remove_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
 
-private:
+  private:
     explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
     UniqueFd fd_;
 };

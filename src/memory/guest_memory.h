@@ -15,13 +15,13 @@
 namespace kvmsandbox {
 
 struct MemoryRegion {
-    uint64_t gpa = 0;       // guest physical start
-    uint64_t size = 0;      // bytes
+    uint64_t gpa = 0;         // guest physical start
+    uint64_t size = 0;        // bytes
     uint8_t* host = nullptr;  // host address of gpa
 };
 
 class GuestMemory {
-public:
+  public:
     GuestMemory() = default;
     explicit GuestMemory(std::vector<MemoryRegion> regions) : regions_(std::move(regions)) {}
 
@@ -75,7 +75,7 @@ public:
         return write(gpa, &v, sizeof(T));
     }
 
-private:
+  private:
     std::vector<MemoryRegion> regions_;
 };
 

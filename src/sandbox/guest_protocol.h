@@ -87,8 +87,8 @@ inline std::optional<std::vector<Record>> parse_records(std::string_view in) {
         size_t start = colon + 1;
         if (len > in.size() - start || in.size() - start - len < 1 || in[start + len] != '\n')
             return std::nullopt;
-        out.push_back(Record{std::string(in.substr(pos, sp - pos)),
-                             std::string(in.substr(start, len))});
+        out.push_back(
+            Record{std::string(in.substr(pos, sp - pos)), std::string(in.substr(start, len))});
         pos = start + len + 1;
     }
     return out;

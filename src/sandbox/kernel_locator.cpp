@@ -68,12 +68,14 @@ Result<std::string> find_default_kernel(const KernelSearch& search) {
     std::error_code ec;
     for (const auto& ent : fs::directory_iterator(boot, ec)) {
         auto name = ent.path().filename().string();
-        if (name.rfind("vmlinuz-", 0) == 0 && is_file(ent.path())) versions.push_back(name.substr(8));
+        if (name.rfind("vmlinuz-", 0) == 0 && is_file(ent.path()))
+            versions.push_back(name.substr(8));
     }
     if (versions.empty())
-        return failf("no guest kernel found in {} (tried vmlinuz-{} and vmlinuz-*); install one "
-                     "(Debian: apt-get install linux-image-amd64) or pass --kernel",
-                     search.boot_dir, search.host_release.empty() ? "<release>" : search.host_release);
+        return failf(
+            "no guest kernel found in {} (tried vmlinuz-{} and vmlinuz-*); install one "
+            "(Debian: apt-get install linux-image-amd64) or pass --kernel",
+            search.boot_dir, search.host_release.empty() ? "<release>" : search.host_release);
     std::sort(versions.begin(), versions.end(), version_less);
     return (boot / ("vmlinuz-" + versions.back())).string();
 }

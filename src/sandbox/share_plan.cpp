@@ -13,7 +13,7 @@ namespace kvmsandbox {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& system_dirs() {
-    static const std::vector<std::string> dirs = {"/usr",   "/bin",   "/sbin",  "/lib",
+    static const std::vector<std::string> dirs = {"/usr",   "/bin",   "/sbin",   "/lib",
                                                   "/lib32", "/lib64", "/libx32", "/etc"};
     return dirs;
 }
@@ -22,9 +22,18 @@ const std::vector<std::string>& etc_secrets() {
     // Password hashes, private host keys and private TLS keys: nothing a
     // build needs, everything an attacker wants.
     static const std::vector<std::string> secrets = {
-        "shadow",      "shadow-",     "gshadow",     "gshadow-",    "ssh/ssh_host_rsa_key",
-        "ssh/ssh_host_ecdsa_key",     "ssh/ssh_host_ed25519_key",   "ssh/ssh_host_dsa_key",
-        "ssl/private", "sudoers",     "sudoers.d",   "security/opasswd",
+        "shadow",
+        "shadow-",
+        "gshadow",
+        "gshadow-",
+        "ssh/ssh_host_rsa_key",
+        "ssh/ssh_host_ecdsa_key",
+        "ssh/ssh_host_ed25519_key",
+        "ssh/ssh_host_dsa_key",
+        "ssl/private",
+        "sudoers",
+        "sudoers.d",
+        "security/opasswd",
     };
     return secrets;
 }
@@ -45,8 +54,9 @@ bool is_dir(const std::string& p) {
 // Whether `inner` is `outer` or below it (both normalized, absolute).
 bool within(const std::string& inner, const std::string& outer) {
     if (outer == "/") return true;
-    return inner == outer || (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
-                              inner[outer.size()] == '/');
+    return inner == outer ||
+           (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+            inner[outer.size()] == '/');
 }
 
 std::string join(const std::string& root, const std::string& abs) {
@@ -60,7 +70,8 @@ Result<Share> parse_share_option(const std::string& value) {
     size_t start = 0;
     while (true) {
         size_t c = value.find(':', start);
-        parts.push_back(value.substr(start, c == std::string::npos ? std::string::npos : c - start));
+        parts.push_back(
+            value.substr(start, c == std::string::npos ? std::string::npos : c - start));
         if (c == std::string::npos) break;
         start = c + 1;
     }
@@ -82,8 +93,7 @@ Result<Share> parse_share_option(const std::string& value) {
     if (s.guest_path.empty() || s.guest_path[0] != '/')
         return failf("--share {}: the guest path must be absolute", value);
     s.guest_path = normalize(s.guest_path);
-    if (s.guest_path == "/")
-        return failf("--share {}: cannot mount over the guest's root", value);
+    if (s.guest_path == "/") return failf("--share {}: cannot mount over the guest's root", value);
     for (const char* reserved : {"/proc", "/sys", "/dev"})
         if (within(s.guest_path, reserved))
             return failf("--share {}: {} is reserved in the guest", value, reserved);
@@ -117,8 +127,9 @@ Result<SharePlan> plan_shares(const SharePlanInput& in) {
     const std::string cwd = normalize(in.cwd);
     if (cwd.empty() || cwd[0] != '/') return failf("working directory {} is not absolute", in.cwd);
     if (cwd == "/")
-        return fail("refusing to share / read-write into the sandbox; run kvmsandbox from a "
-                    "project directory");
+        return fail(
+            "refusing to share / read-write into the sandbox; run kvmsandbox from a "
+            "project directory");
     Share work;
     work.host_path = join(in.root, cwd);
     work.guest_path = cwd;

@@ -34,9 +34,9 @@ struct SharePlan {
 Result<Share> parse_share_option(const std::string& value);
 
 struct SharePlanInput {
-    std::string cwd;                  // the caller's working directory (absolute)
-    std::vector<Share> extra;         // from --share
-    std::string root = "/";           // host root to look at (tests use a temp dir)
+    std::string cwd;           // the caller's working directory (absolute)
+    std::vector<Share> extra;  // from --share
+    std::string root = "/";    // host root to look at (tests use a temp dir)
 };
 
 Result<SharePlan> plan_shares(const SharePlanInput& in);

@@ -160,7 +160,8 @@ Result<void> Machine::load_guest() {
         // Read straight into guest RAM: no intermediate copy of a large image.
         uint64_t done = 0;
         while (done < size) {
-            ssize_t n = ::pread(fd.get(), dst->data() + done, size - done, static_cast<off_t>(done));
+            ssize_t n =
+                ::pread(fd.get(), dst->data() + done, size - done, static_cast<off_t>(done));
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) return fail_errno("reading initrd " + cfg_.initrd_path);
             if (n == 0) return failf("initrd {}: file shrank while reading", cfg_.initrd_path);
@@ -183,11 +184,15 @@ Result<void> Machine::load_guest() {
 Result<void> Machine::setup_devices() {
     serial_ = std::make_unique<Serial8250>(
         com1_irq_, [this](std::span<const uint8_t> b) { write_console(b); });
-    i8042_ = std::make_unique<I8042>([this] { stop(StopStatus{StopReason::Reset, ""}); },
-                                     &kbd_irq_, &aux_irq_);
+    i8042_ = std::make_unique<I8042>(
+        [this] {
+            stop(StopStatus{StopReason::Reset, ""});
+        },
+        &kbd_irq_, &aux_irq_);
     rtc_ = std::make_unique<CmosRtc>();
-    acpi_pm_ = std::make_unique<AcpiPm>(sci_irq_,
-                                        [this] { stop(StopStatus{StopReason::Poweroff, ""}); });
+    acpi_pm_ = std::make_unique<AcpiPm>(sci_irq_, [this] {
+        stop(StopStatus{StopReason::Poweroff, ""});
+    });
     if (auto r = pio_.add(x86::kCom1Port, Serial8250::kPortCount, serial_.get()); !r) return r;
     if (auto r = pio_.add(x86::kI8042DataPort, 1, &i8042_->data_port()); !r) return r;
     if (auto r = pio_.add(x86::kI8042CmdPort, 1, &i8042_->command_port()); !r) return r;
@@ -208,9 +213,14 @@ Result<void> Machine::setup_vcpus() {
         base.push_back(x86::CpuidEntry{e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx});
 
     const std::vector<std::pair<uint32_t, uint64_t>> msrs = {
-        {kMsrIa32SysenterCs, 0}, {kMsrIa32SysenterEsp, 0}, {kMsrIa32SysenterEip, 0},
-        {kMsrStar, 0},           {kMsrLstar, 0},           {kMsrCstar, 0},
-        {kMsrSyscallMask, 0},    {kMsrKernelGsBase, 0},
+        {kMsrIa32SysenterCs, 0},
+        {kMsrIa32SysenterEsp, 0},
+        {kMsrIa32SysenterEip, 0},
+        {kMsrStar, 0},
+        {kMsrLstar, 0},
+        {kMsrCstar, 0},
+        {kMsrSyscallMask, 0},
+        {kMsrKernelGsBase, 0},
         {kMsrIa32MiscEnable, kMiscEnableFastString},
         {kMsrMtrrDefType, kMtrrDefTypeEnabledWriteBack},
         // Writing 0 on every vCPU lets KVM treat them as one synchronized TSC.
@@ -286,8 +296,7 @@ void Machine::feed_console() {
     }
     // Read more host input only once the guest has taken what we have: the
     // UART's FIFO is the backpressure, and host memory stays bounded.
-    if (console_in_open_)
-        (void)loop_->modify(cfg_.console_in, all_sent ? uint32_t{EPOLLIN} : 0u);
+    if (console_in_open_) (void)loop_->modify(cfg_.console_in, all_sent ? uint32_t{EPOLLIN} : 0u);
 }
 
 Result<void> Machine::setup_console_input() {

@@ -43,17 +43,17 @@ struct MachineConfig {
 
 // An IRQ line driven through KVM_IRQ_LINE.
 class KvmIrqLine : public IrqLine {
-public:
+  public:
     KvmIrqLine(Vm& vm, uint32_t irq) : vm_(vm), irq_(irq) {}
     void set_level(bool asserted) override { (void)vm_.set_irq_line(irq_, asserted); }
 
-private:
+  private:
     Vm& vm_;
     uint32_t irq_;
 };
 
 class Machine {
-public:
+  public:
     static Result<std::unique_ptr<Machine>> create(const MachineConfig& cfg);
     ~Machine();
     Machine(const Machine&) = delete;
@@ -65,7 +65,7 @@ public:
     // Ends the VM with `st` (first caller wins). Thread-safe.
     void stop(StopStatus st);
 
-private:
+  private:
     Machine(const MachineConfig& cfg, Kvm kvm, Vm vm);
     Result<void> setup_memory();
     Result<void> load_guest();

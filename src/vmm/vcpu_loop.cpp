@@ -18,10 +18,18 @@ void kick_handler(int) {}
 std::string internal_error_message(const kvm_run& run, unsigned id) {
     std::string what;
     switch (run.internal.suberror) {
-        case KVM_INTERNAL_ERROR_EMULATION: what = "instruction emulation failed"; break;
-        case KVM_INTERNAL_ERROR_SIMUL_EX: what = "simultaneous exceptions"; break;
-        case KVM_INTERNAL_ERROR_DELIVERY_EV: what = "event delivery failed"; break;
-        default: what = fmt::format("suberror {}", run.internal.suberror); break;
+        case KVM_INTERNAL_ERROR_EMULATION:
+            what = "instruction emulation failed";
+            break;
+        case KVM_INTERNAL_ERROR_SIMUL_EX:
+            what = "simultaneous exceptions";
+            break;
+        case KVM_INTERNAL_ERROR_DELIVERY_EV:
+            what = "event delivery failed";
+            break;
+        default:
+            what = fmt::format("suberror {}", run.internal.suberror);
+            break;
     }
     return fmt::format(
         "KVM could not run the guest on vCPU {} ({}): this host's KVM cannot execute this "
@@ -32,7 +40,9 @@ std::string internal_error_message(const kvm_run& run, unsigned id) {
 
 }  // namespace
 
-int vcpu_kick_signal() { return SIGUSR1; }
+int vcpu_kick_signal() {
+    return SIGUSR1;
+}
 
 void install_vcpu_kick_handler() {
     struct sigaction sa {};
@@ -103,18 +113,18 @@ void vcpu_loop(VcpuLoopContext ctx) {
                     stop_with(StopReason::Poweroff, "");
                 else
                     stop_with(StopReason::TripleFault,
-                              fmt::format("guest crash event {} on vCPU {}",
-                                          run->system_event.type, ctx.vcpu->id()));
+                              fmt::format("guest crash event {} on vCPU {}", run->system_event.type,
+                                          ctx.vcpu->id()));
                 return;
             case KVM_EXIT_INTERNAL_ERROR:
                 stop_with(StopReason::InternalError, internal_error_message(*run, ctx.vcpu->id()));
                 return;
             case KVM_EXIT_FAIL_ENTRY:
-                stop_with(StopReason::InternalError,
-                          fmt::format("KVM could not enter the guest on vCPU {} (hardware "
-                                      "reason {:#x})",
-                                      ctx.vcpu->id(),
-                                      run->fail_entry.hardware_entry_failure_reason));
+                stop_with(
+                    StopReason::InternalError,
+                    fmt::format("KVM could not enter the guest on vCPU {} (hardware "
+                                "reason {:#x})",
+                                ctx.vcpu->id(), run->fail_entry.hardware_entry_failure_reason));
                 return;
             default:
                 if (ctx.counters) ctx.counters->other.fetch_add(1, std::memory_order_relaxed);

@@ -72,9 +72,9 @@ TEST(SharePlan, ParseShareOption) {
     ASSERT_TRUE(s);
     EXPECT_EQ(s->guest_path, s->host_path);
     EXPECT_FALSE(s->read_only);
-    for (std::string bad : {std::string("/nonexistent-dir-xyz"), r.dir.string() + ":relative",
-                            r.dir.string() + ":/", r.dir.string() + ":/proc/x", std::string(""),
-                            r.dir.string() + ":/a:/b:ro"}) {
+    for (std::string bad :
+         {std::string("/nonexistent-dir-xyz"), r.dir.string() + ":relative", r.dir.string() + ":/",
+          r.dir.string() + ":/proc/x", std::string(""), r.dir.string() + ":/a:/b:ro"}) {
         auto b = parse_share_option(bad);
         EXPECT_FALSE(b) << bad;
         if (!b) {

@@ -7,19 +7,21 @@
 namespace kvmsandbox::x86 {
 
 // Low memory (below 1 MiB): boot structures the kernel reads once.
-inline constexpr uint64_t kGdtAddr = 0x500;         // GDT for the 64-bit entry (6 entries incl. a 16-byte TSS descriptor)
-inline constexpr uint64_t kIdtAddr = 0x530;         // empty IDT (kernel installs its own); after the GDT
-inline constexpr uint64_t kBootStackTop = 0x8000;   // initial rsp; kernel switches early
-inline constexpr uint64_t kBootParamsAddr = 0x7000; // struct boot_params ("zero page")
-inline constexpr uint64_t kPml4Addr = 0x9000;       // identity page tables: PML4
-inline constexpr uint64_t kPdptAddr = 0xa000;       //   PDPT
-inline constexpr uint64_t kPdAddr = 0xb000;         //   4 page directories (0xb000..0xefff), 4 GiB of 2 MiB pages
+inline constexpr uint64_t kGdtAddr =
+    0x500;  // GDT for the 64-bit entry (6 entries incl. a 16-byte TSS descriptor)
+inline constexpr uint64_t kIdtAddr = 0x530;  // empty IDT (kernel installs its own); after the GDT
+inline constexpr uint64_t kBootStackTop = 0x8000;    // initial rsp; kernel switches early
+inline constexpr uint64_t kBootParamsAddr = 0x7000;  // struct boot_params ("zero page")
+inline constexpr uint64_t kPml4Addr = 0x9000;        // identity page tables: PML4
+inline constexpr uint64_t kPdptAddr = 0xa000;        //   PDPT
+inline constexpr uint64_t kPdAddr =
+    0xb000;  //   4 page directories (0xb000..0xefff), 4 GiB of 2 MiB pages
 inline constexpr uint64_t kCmdlineAddr = 0x20000;
-inline constexpr uint64_t kCmdlineMax = 0x10000;    // bytes, including NUL
-inline constexpr uint64_t kEbdaStart = 0x9fc00;     // RAM below this is usable
+inline constexpr uint64_t kCmdlineMax = 0x10000;      // bytes, including NUL
+inline constexpr uint64_t kEbdaStart = 0x9fc00;       // RAM below this is usable
 inline constexpr uint64_t kAcpiTablesAddr = 0xe0000;  // RSDP must be in 0xe0000..0xfffff
 inline constexpr uint64_t kAcpiTablesEnd = 0x100000;
-inline constexpr uint64_t kHighMemStart = 0x100000;   // 1 MiB
+inline constexpr uint64_t kHighMemStart = 0x100000;  // 1 MiB
 
 // Default load address for the protected-mode kernel when its preferred
 // address does not fit.
@@ -30,7 +32,7 @@ inline constexpr uint64_t kMmioHoleStart = 0xc0000000;  // 3 GiB
 inline constexpr uint64_t kMmioHoleEnd = 0x100000000;   // 4 GiB
 inline constexpr uint64_t kIoapicAddr = 0xfec00000;
 inline constexpr uint64_t kLapicAddr = 0xfee00000;
-inline constexpr uint64_t kTssAddr = 0xfffbd000;        // KVM_SET_TSS_ADDR (3 pages)
+inline constexpr uint64_t kTssAddr = 0xfffbd000;          // KVM_SET_TSS_ADDR (3 pages)
 inline constexpr uint64_t kIdentityMapAddr = 0xfffbc000;  // KVM_SET_IDENTITY_MAP_ADDR (1 page)
 
 // Legacy I/O ports and IRQs.
