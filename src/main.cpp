@@ -5,7 +5,9 @@
 #include "base/log.h"
 #include "cli/command.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_main(int argc, char** argv) {
     using namespace kvmsandbox;
     cli::original_argv().assign(argv, argv + argc);
 
@@ -36,4 +38,17 @@ int main(int argc, char** argv) {
         return cli::kExitOwnError;
     }
     return dispatch.action();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Errors are values inside; this only catches what the standard library
+    // may throw (allocation failure), so the user still gets one line.
+    try {
+        return run_main(argc, argv);
+    } catch (const std::exception& e) {
+        kvmsandbox::log::error("internal error: {}", e.what());
+        return kvmsandbox::cli::kExitOwnError;
+    }
 }

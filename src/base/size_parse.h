@@ -9,6 +9,6 @@
 
 namespace kvmsandbox {
 
-Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit = 1024 * 1024);
+Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit = uint64_t{1} << 20);
 
 }  // namespace kvmsandbox

@@ -41,7 +41,7 @@ class FlexArray {
     void set_count(uint32_t n) { std::memcpy(buf_.data(), &n, sizeof(n)); }
     void set_flags(uint32_t f) { std::memcpy(buf_.data() + 4, &f, sizeof(f)); }
     Entry get(size_t i) const {
-        Entry e;
+        Entry e{};
         std::memcpy(&e, buf_.data() + kHeader + i * sizeof(Entry), sizeof(Entry));
         return e;
     }

@@ -93,10 +93,8 @@ void vcpu_loop(VcpuLoopContext ctx) {
                     ctx.mmio->read(run->mmio.phys_addr, data);
                 break;
             }
-            case KVM_EXIT_HLT:
-                // With the in-kernel LAPIC, HLT is handled by KVM; tolerate it anyway.
-                break;
-            case KVM_EXIT_INTR:
+            case KVM_EXIT_HLT:   // the in-kernel LAPIC handles HLT; tolerate it anyway
+            case KVM_EXIT_INTR:  // a kick: the loop condition decides
                 break;
             case KVM_EXIT_SHUTDOWN:
                 // KVM has already reset the vCPU (on AMD), so its registers

@@ -32,9 +32,8 @@ struct Bytes {
     size_t size() const { return b.size(); }
 };
 
-// Standard 36-byte System Description Table header; length and checksum are
-// filled in by finish().
-constexpr size_t kHeaderSize = 36;
+// Standard System Description Table header (36 bytes); length and checksum
+// are filled in by finish().
 constexpr size_t kLengthOff = 4;
 constexpr size_t kChecksumOff = 9;
 

@@ -18,7 +18,7 @@ inline constexpr uint16_t kBootCsSelector = 0x10;   // index 2
 inline constexpr uint16_t kBootDsSelector = 0x18;   // index 3
 inline constexpr uint16_t kBootTssSelector = 0x20;  // index 4 (16-byte descriptor: 4 and 5)
 inline constexpr unsigned kGdtEntries = 6;
-inline constexpr uint64_t kGdtSize = kGdtEntries * 8;
+inline constexpr uint64_t kGdtSize = uint64_t{kGdtEntries} * 8;
 inline constexpr uint64_t kIdtSize = 8;  // one zero slot; limit is what matters
 
 // Control register / EFER bits used at entry.
