@@ -291,6 +291,13 @@ P9Server::P9Server(UniqueFd root_dir, bool read_only, Options options)
             root_ = share(std::move(root_dir));
         }
     }
+    if (root_) {
+        for (const auto& rel : options_.hidden) {
+            auto fd = openat2_fd(root_->get(), rel.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+            if (!fd) continue;  // absent on this host: nothing to hide
+            if (auto st = stat_fd(fd->get())) hidden_.insert({st->st_dev, st->st_ino});
+        }
+    }
     int pfd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (pfd >= 0) {
         // Reopening through /proc/self/fd is only sound if that is procfs.
@@ -695,6 +702,10 @@ ErrnoResult<void> P9Server::op_walk(Reader& r, Writer& w) {
             err = st.error();
             break;
         }
+        if (is_hidden(st->st_dev, st->st_ino)) {
+            err = ENOENT;
+            break;
+        }
         qids[nq++] = make_qid(*st);
     }
     if (nq == 0 && nwname > 0) return std::unexpected(err);
@@ -1069,6 +1080,7 @@ ErrnoResult<void> P9Server::op_readdir(Reader& r, Writer& w) {
             auto* d = reinterpret_cast<Dirent64*>(buf.data() + pos);
             if (d->d_reclen == 0) break;
             pos += d->d_reclen;
+            if (is_hidden(dst->st_dev, static_cast<ino_t>(d->d_ino))) continue;
             size_t nlen = strnlen(d->d_name, kMaxNameLen + 1);
             size_t entry = kQidSize + 8 + 1 + 2 + nlen;
             if (used + entry > limit) {

@@ -44,9 +44,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -70,6 +73,11 @@ class P9Server {
         // Bytes of xattr values held by open xattr fids, all fids together
         // (each value is at most 64 KiB); more: ENOMEM.
         size_t max_xattr_bytes = size_t{4} * 1024 * 1024;
+        // Paths relative to the root that the guest must not see (secrets in
+        // a shared /etc). They are hidden by identity (device and inode), so
+        // a hard link or a rename inside the share does not reveal them: walk
+        // answers ENOENT and readdir leaves them out.
+        std::vector<std::string> hidden;
     };
 
     // The guest's scatter/gather buffers, in order. The request segments are
@@ -152,6 +160,10 @@ class P9Server {
     dev_t root_dev_ = 0;
     ino_t root_ino_ = 0;
     UniqueFd proc_fd_;  // /proc/self/fd, to reopen O_PATH descriptors
+    std::set<std::pair<dev_t, ino_t>> hidden_;
+    bool is_hidden(dev_t dev, ino_t ino) const {
+        return !hidden_.empty() && hidden_.count({dev, ino});
+    }
     bool read_only_;
     Options options_;
     std::atomic<uint32_t> msize_{0};

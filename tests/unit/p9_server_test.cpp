@@ -556,6 +556,42 @@ TEST_F(P9ServerTest, LcreateMkdirGetattr) {
     EXPECT_EQ(c().mkdir(kRoot, "sub").err(), static_cast<uint32_t>(EEXIST));
 }
 
+TEST_F(P9ServerTest, HiddenPathsAreInvisibleEvenThroughHardLinks) {
+    fs::create_directories(root_ / "ssh");
+    write_host("shadow", "root:$6$hash");
+    write_host("ssh/host_key", "PRIVATE");
+    write_host("passwd", "root:x:0:0");
+    P9Server::Options opts;
+    opts.hidden = {"shadow", "ssh/host_key", "does/not/exist"};
+    start(true, opts);
+    EXPECT_EQ(c().walk(kRoot, 1, {"shadow"}).err(), static_cast<uint32_t>(ENOENT));
+    EXPECT_EQ(c().walk(kRoot, 1, {"ssh", "host_key"}).err(), 0u);  // partial walk: no error...
+    EXPECT_FALSE(server_->fid_count() > 1);                        // ...and no new fid
+    ASSERT_FALSE(c().walk(kRoot, 2, {"passwd"}).is_error());
+
+    ASSERT_FALSE(c().walk(kRoot, 3, {}).is_error());
+    ASSERT_FALSE(c().lopen(3, kDotlDirectory).is_error());
+    auto r = c().readdir(3, 0, 8192);
+    ASSERT_FALSE(r.is_error());
+    Reader rd = r.reader();
+    uint32_t count = rd.u32();
+    std::set<std::string> names;
+    while (rd.ok() && rd.remaining() > 0 && count > 0) {
+        rd.qid();
+        rd.u64();
+        rd.u8();
+        names.insert(std::string(rd.str(255)));
+    }
+    EXPECT_TRUE(names.count("passwd"));
+    EXPECT_TRUE(names.count("ssh"));
+    EXPECT_FALSE(names.count("shadow"));
+
+    // A hard link made on the host (the guest cannot: the share is
+    // read-only) is the same inode, so it stays hidden too.
+    ASSERT_EQ(::link((root_ / "shadow").c_str(), (root_ / "copy").c_str()), 0);
+    EXPECT_EQ(c().walk(kRoot, 4, {"copy"}).err(), static_cast<uint32_t>(ENOENT));
+}
+
 TEST_F(P9ServerTest, ReaddirThousandEntriesAcrossCalls) {
     fs::create_directories(root_ / "many");
     std::set<std::string> want;
