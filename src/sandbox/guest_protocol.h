@@ -53,7 +53,10 @@ inline constexpr const char* kPortStatus = "kvmsandbox.status";
 // module (repeated file name inside kModuleDir, in load order),
 // mount (repeated: "TAG\nGUEST_PATH\nro|rw": a virtio-9p share to mount),
 // symlink (repeated: "PATH\nTARGET": e.g. /bin -> usr/bin on merged-/usr hosts),
-// home (the caller's $HOME path, created empty and owned by uid in the guest).
+// home (the caller's $HOME path, created empty and owned by uid in the guest),
+// umask (optional, octal, e.g. "022": CMD's umask; guest-init uses 022
+// without it).
+// Unknown keys are ignored by guest-init, so new optional records can be added.
 struct Record {
     std::string key;
     std::string value;
