@@ -169,6 +169,17 @@ Result<void> Machine::load_guest() {
         }
         boot.initrd_addr = *iaddr;
         boot.initrd_size = size;
+    } else if (!cfg_.initrd_data.empty()) {
+        const uint64_t size = cfg_.initrd_data.size();
+        auto iaddr = x86::place_initrd(*bz, size, low_ram, *kaddr + bz->load_footprint());
+        if (!iaddr)
+            return failf("the initramfs ({}) does not fit in guest memory: {}", human_size(size),
+                         iaddr.error().message);
+        if (!mem_.write(*iaddr, cfg_.initrd_data.data(), size))
+            return fail("initramfs placement outside guest memory");
+        boot.initrd_addr = *iaddr;
+        boot.initrd_size = size;
+        cfg_.initrd_data = {};  // now in guest RAM; do not keep a second copy
     }
 
     auto rsdp = x86::write_acpi_tables(mem_, cfg_.cpus);

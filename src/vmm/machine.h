@@ -30,7 +30,8 @@ namespace kvmsandbox {
 
 struct MachineConfig {
     std::string kernel_path;
-    std::string initrd_path;    // empty: none
+    std::string initrd_path;    // empty: none (or initrd_data)
+    std::vector<uint8_t> initrd_data;  // an initramfs built in memory; used when initrd_path is empty
     std::string extra_cmdline;  // appended to our defaults
     std::string name;
     unsigned cpus = 1;
