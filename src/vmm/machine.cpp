@@ -78,6 +78,9 @@ Machine::~Machine() {
     stop(StopStatus{StopReason::HostRequest, ""});
     for (auto& t : threads_)
         if (t.joinable()) t.join();
+    // Devices unregister their fds from the loop, which is destroyed before
+    // them in member order.
+    virtio_.clear();
 }
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& cfg) {
@@ -102,6 +105,9 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& cfg) {
     if (!vm) return std::unexpected(vm.error());
 
     std::unique_ptr<Machine> m(new Machine(cfg, std::move(*kvm), std::move(*vm)));
+    auto loop = EventLoop::create();
+    if (!loop) return std::unexpected(loop.error());
+    m->loop_ = std::move(*loop);
     if (auto r = m->setup_memory(); !r) return std::unexpected(r.error());
     if (auto r = m->load_guest(); !r) return std::unexpected(r.error());
     if (auto r = m->setup_devices(); !r) return std::unexpected(r.error());
@@ -212,7 +218,20 @@ Result<void> Machine::setup_devices() {
         return r;
     if (auto r = pio_.add(x86::kPm1aCntPort, x86::kPm1aCntLen, &acpi_pm_->control_block()); !r)
         return r;
-    return {};
+
+    gsi_routes_ = std::make_unique<GsiRoutes>(vm_);
+    bar_mapper_ = std::make_unique<BusBarMapper>(mmio_, x86::kPciMmioStart, x86::kPciMmioEnd);
+    pci_ = std::make_unique<PciHostBridge>(bar_mapper_.get(), x86::kPciMmioStart, x86::kPciMmioEnd);
+    return pio_.add(pci::kConfigAddressPort, PciHostBridge::kPortCount, pci_.get());
+}
+
+Result<VirtioDevice*> Machine::add_virtio_device(std::unique_ptr<VirtioDevice> device) {
+    auto slot = VirtioSlot::create(vm_, *gsi_routes_, mem_, *loop_, std::move(device));
+    if (!slot) return std::unexpected(slot.error());
+    if (auto r = pci_->add_device((*slot)->pci()); !r) return std::unexpected(r.error());
+    VirtioDevice* dev = &(*slot)->device();
+    virtio_.push_back(std::move(*slot));
+    return dev;
 }
 
 Result<void> Machine::setup_vcpus() {
@@ -382,10 +401,6 @@ void Machine::stop(StopStatus st) {
 }
 
 Result<StopStatus> Machine::run() {
-    auto loop = EventLoop::create();
-    if (!loop) return std::unexpected(loop.error());
-    loop_ = std::move(*loop);
-
     // Signals become events on the loop; vCPU threads inherit the mask, so
     // only the loop sees them.
     sigset_t mask;
@@ -399,6 +414,8 @@ Result<StopStatus> Machine::run() {
                             [this](uint32_t) {
                                 signalfd_siginfo si{};
                                 if (::read(signal_fd_.get(), &si, sizeof(si)) != sizeof(si)) return;
+                                const int sig = static_cast<int>(si.ssi_signo);
+                                if (signal_handler_ && signal_handler_(sig)) return;
                                 stop(StopStatus{StopReason::HostRequest,
                                                 fmt::format("stopped by signal {}", si.ssi_signo),
                                                 static_cast<int>(si.ssi_signo)});

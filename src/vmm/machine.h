@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,20 +19,24 @@
 #include "devices/acpi_pm.h"
 #include "devices/cmos_rtc.h"
 #include "devices/i8042.h"
+#include "devices/pci.h"
 #include "devices/serial8250.h"
+#include "kvm/gsi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "memory/guest_memory.h"
 #include "vmm/exit_reason.h"
 #include "vmm/vcpu_loop.h"
+#include "vmm/virtio_slot.h"
 
 namespace kvmsandbox {
 
 struct MachineConfig {
     std::string kernel_path;
-    std::string initrd_path;    // empty: none (or initrd_data)
-    std::vector<uint8_t> initrd_data;  // an initramfs built in memory; used when initrd_path is empty
+    std::string initrd_path;  // empty: none (or initrd_data)
+    std::vector<uint8_t>
+        initrd_data;            // an initramfs built in memory; used when initrd_path is empty
     std::string extra_cmdline;  // appended to our defaults
     std::string name;
     unsigned cpus = 1;
@@ -59,6 +64,19 @@ class Machine {
     ~Machine();
     Machine(const Machine&) = delete;
     Machine& operator=(const Machine&) = delete;
+
+    // Adds a virtio device on the PCI bus. Before run() only.
+    Result<VirtioDevice*> add_virtio_device(std::unique_ptr<VirtioDevice> device);
+
+    // The loop of the VM process: owners of devices' host sides add their
+    // fds here before run(); handlers run on the thread that calls run().
+    EventLoop& loop() { return *loop_; }
+
+    // Called on the loop thread for SIGINT/SIGTERM/SIGHUP/SIGQUIT; returns
+    // true when it handled the signal, false to stop the VM (the default).
+    void set_signal_handler(std::function<bool(int)> h) { signal_handler_ = std::move(h); }
+
+    const GuestMemory& memory() const { return mem_; }
 
     // Runs the guest until it powers off, resets, crashes, or the host stops it.
     Result<StopStatus> run();
@@ -96,6 +114,11 @@ class Machine {
     std::unique_ptr<I8042> i8042_;
     std::unique_ptr<CmosRtc> rtc_;
     std::unique_ptr<AcpiPm> acpi_pm_;
+    std::unique_ptr<GsiRoutes> gsi_routes_;
+    std::unique_ptr<BusBarMapper> bar_mapper_;
+    std::unique_ptr<PciHostBridge> pci_;
+    std::vector<std::unique_ptr<VirtioSlot>> virtio_;
+    std::function<bool(int)> signal_handler_;
 
     std::unique_ptr<EventLoop> loop_;
     UniqueFd signal_fd_;

@@ -107,6 +107,7 @@ Bytes build_dsdt() {
     // SLP_TYPa | SLP_EN to PM1a_CNT to power off; devices/acpi_pm acts on it.
     const uint64_t s5[] = {kSlpTypS5, kSlpTypS5, 0, 0};
     t.append(aml::name_package("_S5_", s5));
+    t.append(aml::pci_root_bridge(kPciMmioStart, kPciMmioEnd));
     finish(t);
     return t;
 }
@@ -331,6 +332,87 @@ std::vector<uint8_t> name_package(std::string_view name, std::span<const uint64_
     // NameSeg: exactly 4 chars, '_' padded.
     for (size_t i = 0; i < 4; ++i) out.push_back(i < name.size() ? name[i] : '_');
     out.push_back(kPackageOp);
+    auto len = pkg_length(body.size());
+    out.insert(out.end(), len.begin(), len.end());
+    out.insert(out.end(), body.begin(), body.end());
+    return out;
+}
+
+namespace {
+
+void le(std::vector<uint8_t>& out, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+std::vector<uint8_t> name_seg(std::string_view name) {
+    std::vector<uint8_t> out;
+    for (size_t i = 0; i < 4; ++i) out.push_back(i < name.size() ? name[i] : '_');
+    return out;
+}
+
+// Name(NAME, <data object>)
+std::vector<uint8_t> name_object(std::string_view name, const std::vector<uint8_t>& data) {
+    std::vector<uint8_t> out{0x08};  // NameOp
+    auto seg = name_seg(name);
+    out.insert(out.end(), seg.begin(), seg.end());
+    out.insert(out.end(), data.begin(), data.end());
+    return out;
+}
+
+// Word (16-bit) Address Space Descriptor, a producer with fixed min and max.
+void word_space(std::vector<uint8_t>& out, uint8_t type, uint8_t type_flags, uint16_t min,
+                uint16_t max) {
+    out.push_back(0x88);  // large item: Word Address Space
+    le(out, 13, 2);       // length of what follows
+    out.push_back(type);  // 1: I/O, 2: bus number
+    out.push_back(0x0c);  // MinFixed | MaxFixed, positive decode, producer
+    out.push_back(type_flags);
+    le(out, 0, 2);  // granularity
+    le(out, min, 2);
+    le(out, max, 2);
+    le(out, 0, 2);  // translation
+    le(out, static_cast<uint16_t>(max - min + 1), 2);
+}
+
+}  // namespace
+
+std::vector<uint8_t> pci_root_bridge(uint64_t mmio_start, uint64_t mmio_end) {
+    // _CRS: a resource template in a Buffer.
+    std::vector<uint8_t> crs;
+    word_space(crs, 2, 0, 0, 0);  // bus numbers 0..0
+    // The config mechanism ports themselves (consumed by the bridge).
+    crs.insert(crs.end(), {0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08});
+    word_space(crs, 1, 0x03, 0x0000, 0x0cf7);  // I/O below the config ports
+    word_space(crs, 1, 0x03, 0x0d00, 0xffff);  // and above them
+    // DWord Memory: the MMIO window for BARs.
+    crs.push_back(0x87);
+    le(crs, 23, 2);
+    crs.push_back(0);     // memory
+    crs.push_back(0x0c);  // MinFixed | MaxFixed, producer
+    crs.push_back(0x01);  // read-write, non-cacheable
+    le(crs, 0, 4);        // granularity
+    le(crs, mmio_start, 4);
+    le(crs, mmio_end - 1, 4);
+    le(crs, 0, 4);  // translation
+    le(crs, mmio_end - mmio_start, 4);
+    crs.insert(crs.end(), {0x79, 0x00});  // end tag, checksum 0 ("treat as correct")
+
+    std::vector<uint8_t> buffer{0x11};  // BufferOp
+    auto size = integer(crs.size());
+    auto plen = pkg_length(size.size() + crs.size());
+    buffer.insert(buffer.end(), plen.begin(), plen.end());
+    buffer.insert(buffer.end(), size.begin(), size.end());
+    buffer.insert(buffer.end(), crs.begin(), crs.end());
+
+    std::vector<uint8_t> body = name_seg("PCI0");
+    // EISAID("PNP0A03"): compressed vendor letters, then the product id.
+    for (const auto& part :
+         {name_object("_HID", {0x0c, 0x41, 0xd0, 0x0a, 0x03}), name_object("_UID", integer(0)),
+          name_object("_SEG", integer(0)), name_object("_BBN", integer(0)),
+          name_object("_ADR", integer(0)), name_object("_CRS", buffer)})
+        body.insert(body.end(), part.begin(), part.end());
+
+    std::vector<uint8_t> out{0x5b, 0x82};  // ExtOpPrefix DeviceOp
     auto len = pkg_length(body.size());
     out.insert(out.end(), len.begin(), len.end());
     out.insert(out.end(), body.begin(), body.end());

@@ -29,6 +29,10 @@ Result<uint64_t> write_acpi_tables(const GuestMemory& mem, unsigned num_cpus);
 
 // Minimal AML encoder, exposed for tests.
 namespace aml {
+// Device(PCI0): the PCI root bridge (PNP0A03) with its resources (_CRS): bus 0,
+// the config ports, all other I/O ports, and the 32-bit MMIO window where
+// BARs live. Linux with ACPI interrupt routing finds PCI buses only this way.
+std::vector<uint8_t> pci_root_bridge(uint64_t mmio_start, uint64_t mmio_end);
 // PkgLength encoding for a package whose contents (after the PkgLength) are
 // `content_len` bytes; the encoded value includes the PkgLength bytes.
 std::vector<uint8_t> pkg_length(size_t content_len);
