@@ -405,7 +405,7 @@ Result<StopStatus> Machine::run() {
     // only the loop sees them.
     sigset_t mask;
     sigemptyset(&mask);
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&mask, s);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&mask, s);
     if (::pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) return fail("pthread_sigmask failed");
     signal_fd_ = UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!signal_fd_) return fail_errno("signalfd");
@@ -416,6 +416,7 @@ Result<StopStatus> Machine::run() {
                                 if (::read(signal_fd_.get(), &si, sizeof(si)) != sizeof(si)) return;
                                 const int sig = static_cast<int>(si.ssi_signo);
                                 if (signal_handler_ && signal_handler_(sig)) return;
+                                if (sig == SIGWINCH) return;  // only a handler cares
                                 stop(StopStatus{StopReason::HostRequest,
                                                 fmt::format("stopped by signal {}", si.ssi_signo),
                                                 static_cast<int>(si.ssi_signo)});

@@ -1,0 +1,34 @@
+#include "sandbox/initramfs.h"
+
+#include <filesystem>
+
+#include "sandbox/cpio_writer.h"
+#include "sandbox/guest_protocol.h"
+
+namespace kvmsandbox {
+
+Result<std::vector<uint8_t>> build_sandbox_initramfs(std::span<const uint8_t> init_binary,
+                                                     const std::vector<InitramfsModule>& modules,
+                                                     const std::string& config) {
+    if (init_binary.empty()) return fail("the guest init binary is missing from this build");
+    CpioWriter w;
+    if (auto r = w.add_file("init", 0755, init_binary); !r) return std::unexpected(r.error());
+    const std::string module_dir = std::string(guest::kModuleDir).substr(1);
+    if (auto r = w.add_directory(module_dir, 0755); !r) return std::unexpected(r.error());
+    for (const auto& m : modules) {
+        auto r = w.add_file_from_disk(module_dir + "/" + m.file_name, m.host_path, 0644);
+        if (!r) return failf("kernel module {}: {}", m.host_path, r.error().message);
+    }
+    // The root skeleton: mount points and the usual writable places; the
+    // rest comes from the shares.
+    const std::string root = std::string(guest::kRootfsDir).substr(1);
+    for (const char* d : {"etc", "usr", "home", "root", "mnt", "opt", "srv", "var", "tmp"})
+        if (auto r = w.add_directory(root + "/" + d, 0755); !r) return std::unexpected(r.error());
+    if (auto r = w.add_directory(root + "/var/tmp", 01777); !r) return std::unexpected(r.error());
+    if (auto r = w.add_directory(root + "/tmp", 01777); !r) return std::unexpected(r.error());
+    if (auto r = w.add_file(std::string(guest::kConfigPath).substr(1), 0600, config); !r)
+        return std::unexpected(r.error());
+    return w.finish();
+}
+
+}  // namespace kvmsandbox

@@ -1,0 +1,278 @@
+#include "sandbox/session.h"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <deque>
+
+#include "sandbox/guest_protocol.h"
+
+namespace kvmsandbox {
+
+namespace {
+
+// Writes every byte of `bufs` to fd, waiting when the fd is non-blocking and
+// full. Returns false when the reader went away (the bytes are dropped, as a
+// local command writing to a closed pipe would lose them).
+bool write_all(int fd, std::span<const std::span<uint8_t>> bufs) {
+    for (const auto& b : bufs) {
+        size_t off = 0;
+        while (off < b.size()) {
+            ssize_t n = ::write(fd, b.data() + off, b.size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) {
+                pollfd p{fd, POLLOUT, 0};
+                ::poll(&p, 1, 1000);
+                continue;
+            }
+            if (n <= 0) return false;
+            off += static_cast<size_t>(n);
+        }
+    }
+    return true;
+}
+
+bool parse_int(std::string_view s, int& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+std::optional<SessionStatus> parse_status_line(const std::string& line) {
+    std::string_view l(line);
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.remove_suffix(1);
+    auto sp = l.find(' ');
+    if (sp == std::string_view::npos) return std::nullopt;
+    std::string_view kind = l.substr(0, sp), rest = l.substr(sp + 1);
+    int n = 0;
+    if (kind == "exit") {
+        if (!parse_int(rest, n) || n < 0 || n > 255) return std::nullopt;
+        return SessionStatus{n, ""};
+    }
+    if (kind == "signal") {
+        if (!parse_int(rest, n) || n < 1 || n > 64) return std::nullopt;
+        return SessionStatus{128 + n, ""};
+    }
+    if (kind == "error") {
+        auto sp2 = rest.find(' ');
+        std::string_view code = rest.substr(0, sp2);
+        if (!parse_int(code, n) || n < 1 || n > 255) return std::nullopt;
+        return SessionStatus{
+            n, sp2 == std::string_view::npos ? "" : std::string(rest.substr(sp2 + 1))};
+    }
+    return std::nullopt;
+}
+
+// Host fd -> guest port. Pollable fds (pipes, terminals, sockets) are read
+// once per readiness event, so a read never blocks the loop; regular files
+// (which epoll refuses) are read whenever the guest has buffers.
+class SandboxSession::InputPort : public ConsolePortBackend {
+  public:
+    InputPort(EventLoop& loop, int fd) : loop_(loop), fd_(fd) {}
+    ~InputPort() override {
+        if (watching_) loop_.remove(fd_);
+    }
+    void attach(VirtioConsole& c, uint32_t port) {
+        console_ = &c;
+        port_ = port;
+        if (fd_ < 0) {
+            eof_ = true;
+            c.set_host_open(port, false);
+            return;
+        }
+        auto r = loop_.add(fd_, 0, [this](uint32_t ev) { on_readable(ev); });
+        watching_ = static_cast<bool>(r);
+    }
+    void on_guest_output(std::span<const std::span<uint8_t>> data) override {
+        if (out_fd_ >= 0) write_all(out_fd_, data);  // terminal echo and CMD output
+    }
+    void on_guest_open(bool open) override {
+        guest_open_ = open;
+        if (open) pump();
+    }
+    void on_rx_space() override { pump(); }
+    void set_output(int fd) { out_fd_ = fd; }
+
+  private:
+    void finish() {
+        eof_ = true;
+        if (watching_) {
+            loop_.remove(fd_);
+            watching_ = false;
+        }
+        console_->set_host_open(port_, false);
+    }
+    // Delivers what can go now; returns with EPOLLIN armed only while the
+    // guest has room, so host memory use stays bounded by the guest buffers.
+    void pump() {
+        if (eof_ || !console_ || !guest_open_) return;
+        if (watching_) {
+            (void)loop_.modify(fd_, console_->can_deliver(port_) ? uint32_t{EPOLLIN} : 0u);
+            return;
+        }
+        while (!eof_ && console_->can_deliver(port_)) {
+            if (read_once() == 0) break;
+        }
+    }
+    size_t read_once() {
+        bool end = false;
+        size_t n = console_->deliver(port_, [&](std::span<const std::span<uint8_t>> bufs) {
+            iovec iov[64];
+            size_t cnt = std::min<size_t>(bufs.size(), 64);
+            for (size_t i = 0; i < cnt; ++i) iov[i] = {bufs[i].data(), bufs[i].size()};
+            ssize_t r;
+            do {
+                r = ::readv(fd_, iov, static_cast<int>(cnt));
+            } while (r < 0 && errno == EINTR);
+            if (r > 0) return r;
+            if (r < 0 && errno == EAGAIN) return ssize_t{0};
+            end = true;  // EOF or a read error: the guest sees end of file
+            return ssize_t{-1};
+        });
+        if (end) finish();
+        return end ? 0 : n;
+    }
+    void on_readable(uint32_t) {
+        if (eof_) return;
+        read_once();
+        pump();
+    }
+
+    EventLoop& loop_;
+    int fd_;
+    int out_fd_ = -1;
+    VirtioConsole* console_ = nullptr;
+    uint32_t port_ = 0;
+    bool watching_ = false;
+    bool guest_open_ = false;
+    bool eof_ = false;
+};
+
+class SandboxSession::OutputPort : public ConsolePortBackend {
+  public:
+    explicit OutputPort(int fd) : fd_(fd) {}
+    void on_guest_output(std::span<const std::span<uint8_t>> data) override {
+        if (fd_ >= 0 && !broken_) broken_ = !write_all(fd_, data);
+    }
+
+  private:
+    int fd_;
+    bool broken_ = false;
+};
+
+class SandboxSession::StatusPort : public ConsolePortBackend {
+  public:
+    explicit StatusPort(SandboxSession& s) : s_(s) {}
+    void on_guest_output(std::span<const std::span<uint8_t>> data) override {
+        for (const auto& b : data) {
+            for (uint8_t c : b) {
+                if (buf_.size() >= kMax) return;  // a status line is short; ignore floods
+                buf_.push_back(static_cast<char>(c));
+                if (c == '\n') {
+                    s_.on_status_line(buf_);
+                    buf_.clear();
+                }
+            }
+        }
+    }
+
+  private:
+    static constexpr size_t kMax = 4096;
+    SandboxSession& s_;
+    std::string buf_;
+};
+
+class SandboxSession::ControlPort : public ConsolePortBackend {
+  public:
+    void attach(VirtioConsole& c, uint32_t port) {
+        console_ = &c;
+        port_ = port;
+    }
+    void on_guest_output(std::span<const std::span<uint8_t>>) override {}
+    void on_guest_open(bool open) override {
+        open_ = open;
+        flush();
+    }
+    void on_rx_space() override { flush(); }
+    void send(std::string line) {
+        if (pending_.size() < 64) pending_.push_back(std::move(line));
+        flush();
+    }
+
+  private:
+    void flush() {
+        if (!console_ || !open_) return;
+        while (!pending_.empty() && console_->can_deliver(port_)) {
+            const std::string& msg = pending_.front();
+            size_t n = console_->deliver(port_, [&](std::span<const std::span<uint8_t>> bufs) {
+                // Control lines are tiny; one receive buffer (a page) holds one.
+                if (bufs.empty() || bufs[0].size() < msg.size()) return ssize_t{-1};
+                std::copy(msg.begin(), msg.end(), bufs[0].begin());
+                return static_cast<ssize_t>(msg.size());
+            });
+            if (n == 0) break;
+            pending_.pop_front();
+        }
+    }
+    VirtioConsole* console_ = nullptr;
+    uint32_t port_ = 0;
+    bool open_ = false;
+    std::deque<std::string> pending_;
+};
+
+SandboxSession::SandboxSession(EventLoop& loop, int in_fd, int out_fd, int err_fd, bool tty)
+    : loop_(loop), tty_(tty) {
+    input_ = std::make_unique<InputPort>(loop, in_fd);
+    if (tty) {
+        input_->set_output(out_fd);
+    } else {
+        out_ = std::make_unique<OutputPort>(out_fd);
+        err_ = std::make_unique<OutputPort>(err_fd);
+    }
+    status_port_ = std::make_unique<StatusPort>(*this);
+    control_ = std::make_unique<ControlPort>();
+}
+
+SandboxSession::~SandboxSession() = default;
+
+std::vector<ConsolePortSpec> SandboxSession::port_specs() {
+    std::vector<ConsolePortSpec> v;
+    if (tty_) {
+        v.push_back({guest::kPortTty, input_.get()});
+    } else {
+        v.push_back({guest::kPortStdin, input_.get()});
+        v.push_back({guest::kPortStdout, out_.get()});
+        v.push_back({guest::kPortStderr, err_.get()});
+    }
+    v.push_back({guest::kPortStatus, status_port_.get()});
+    v.push_back({guest::kPortControl, control_.get()});
+    return v;
+}
+
+void SandboxSession::attach(VirtioConsole& console) {
+    console_ = &console;
+    const uint32_t base = tty_ ? 1 : 3;
+    input_->attach(console, 0);
+    control_->attach(console, base + 1);
+}
+
+void SandboxSession::send_signal(int sig) {
+    control_->send("signal " + std::to_string(sig) + "\n");
+}
+
+void SandboxSession::send_winsize(unsigned rows, unsigned cols) {
+    control_->send("winsize " + std::to_string(rows) + " " + std::to_string(cols) + "\n");
+}
+
+void SandboxSession::on_status_line(const std::string& line) {
+    if (status_) return;  // the first one counts
+    auto st = parse_status_line(line);
+    status_ = st ? *st : SessionStatus{125, "malformed status from the guest: " + line};
+}
+
+}  // namespace kvmsandbox

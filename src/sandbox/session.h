@@ -1,0 +1,60 @@
+// The host side of one sandboxed command: the console ports that carry its
+// stdin, stdout, stderr (or one terminal), the control lines we send it
+// (signals, window size) and the status line it ends with.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/event_loop.h"
+#include "virtio/console.h"
+
+namespace kvmsandbox {
+
+struct SessionStatus {
+    int exit_code = 0;
+    std::string message;  // for "error" statuses: what to tell the user
+};
+
+class SandboxSession {
+  public:
+    // tty: CMD runs on a terminal whose both directions travel on one port.
+    SandboxSession(EventLoop& loop, int in_fd, int out_fd, int err_fd, bool tty);
+    ~SandboxSession();
+
+    // The port list for the VirtioConsole, in port order.
+    std::vector<ConsolePortSpec> port_specs();
+    // Call once the console exists (before the VM runs).
+    void attach(VirtioConsole& console);
+
+    // Sends "signal N" to CMD's process group.
+    void send_signal(int sig);
+    void send_winsize(unsigned rows, unsigned cols);
+
+    // The status line, once CMD has ended.
+    const std::optional<SessionStatus>& status() const { return status_; }
+
+  private:
+    class InputPort;
+    class OutputPort;
+    class StatusPort;
+    class ControlPort;
+    void on_status_line(const std::string& line);
+
+    EventLoop& loop_;
+    bool tty_;
+    VirtioConsole* console_ = nullptr;
+    std::unique_ptr<InputPort> input_;
+    std::unique_ptr<OutputPort> out_;
+    std::unique_ptr<OutputPort> err_;
+    std::unique_ptr<StatusPort> status_port_;
+    std::unique_ptr<ControlPort> control_;
+    std::optional<SessionStatus> status_;
+};
+
+// Parses "exit N" | "signal N" | "error CODE message".
+std::optional<SessionStatus> parse_status_line(const std::string& line);
+
+}  // namespace kvmsandbox
