@@ -56,5 +56,6 @@ inline constexpr uint8_t kSlpTypS5 = 5;
 
 // Number of IOAPIC pins of KVM's in-kernel IOAPIC.
 inline constexpr uint32_t kIoapicPins = 24;
+inline constexpr uint64_t kPciMmioStart = 0xe0000000, kPciMmioEnd = 0xfec00000;  // PCI BARs
 
 }  // namespace kvmsandbox::x86
