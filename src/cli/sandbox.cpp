@@ -12,6 +12,7 @@
 #include <csignal>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "base/log.h"
 #include "base/size_parse.h"
@@ -221,8 +222,13 @@ int run_sandbox(const SandboxOptions& o) {
         return true;
     });
 
+    // A terminal session is raw on our side: keys, Ctrl-C included, reach
+    // CMD's terminal, whose line discipline does the rest. Restored on return.
+    std::optional<RawTerminal> raw;
+    if (tty) raw.emplace(STDIN_FILENO);
     auto st = m.run();
     console->drain_output();
+    raw.reset();  // our own messages below need a cooked terminal
     if (!st) return own_error(st.error().message);
 
     if (const auto& s = session.status()) {

@@ -82,7 +82,7 @@ class SandboxSession::InputPort : public ConsolePortBackend {
         port_ = port;
         if (fd_ < 0) {
             eof_ = true;
-            c.set_host_open(port, false);
+            if (close_on_eof_) c.set_host_open(port, false);
             return;
         }
         auto r = loop_.add(fd_, 0, [this](uint32_t ev) { on_readable(ev); });
@@ -96,7 +96,13 @@ class SandboxSession::InputPort : public ConsolePortBackend {
         if (open) pump();
     }
     void on_rx_space() override { pump(); }
-    void set_output(int fd) { out_fd_ = fd; }
+    // A terminal port carries CMD's output too: closing it at the end of our
+    // input would block CMD's writes, so a terminal's end of input only stops
+    // the reading.
+    void set_output(int fd) {
+        out_fd_ = fd;
+        close_on_eof_ = false;
+    }
 
   private:
     void finish() {
@@ -105,7 +111,7 @@ class SandboxSession::InputPort : public ConsolePortBackend {
             loop_.remove(fd_);
             watching_ = false;
         }
-        console_->set_host_open(port_, false);
+        if (close_on_eof_) console_->set_host_open(port_, false);
     }
     // Delivers what can go now; returns with EPOLLIN armed only while the
     // guest has room, so host memory use stays bounded by the guest buffers.
@@ -151,6 +157,7 @@ class SandboxSession::InputPort : public ConsolePortBackend {
     bool watching_ = false;
     bool guest_open_ = false;
     bool eof_ = false;
+    bool close_on_eof_ = true;
 };
 
 class SandboxSession::OutputPort : public ConsolePortBackend {
