@@ -14,4 +14,9 @@ run_vmm 30 run --kernel "$kernel" --initrd "$T_TMP/initrd.cpio.gz"
 echo "  took $((SECONDS - start)) s"
 check "refused within 30 s (exit $RUN_RC; 124 means it hung)" test "$RUN_RC" != 124
 expect_one_line_error "PVM host" 125 'PVM'
+
+# The README's first command: the sandbox form says the same in one line and
+# names the harness command that runs it in a TCG-hosted VM.
+run_vmm 30 -- uname -a
+expect_one_line_error "PVM host, sandbox form" 125 'PVM.*scripts/kvm-in-tcg\.sh -- .*kvmsandbox -- uname -a'
 finish
