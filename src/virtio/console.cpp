@@ -109,111 +109,103 @@ void VirtioConsole::send_control_locked(uint32_t id, uint16_t event, uint16_t va
     flush_control_locked();
 }
 
-void VirtioConsole::flush_control_locked() {
-    SplitQueue* vq = queue_locked(2);
+template <typename More, typename Serve>
+void VirtioConsole::serve_queue_locked(uint16_t q, More&& more, Serve&& serve) {
+    SplitQueue* vq = queue_locked(q);
     if (!vq) return;
     bool pushed = false;
-    while (!control_out_.empty()) {
+    while (more()) {
         auto chain = vq->pop();
         if (!chain) {
             fail_locked();
             return;
         }
-        if (!*chain) break;  // no buffer yet: the guest will post more
-        const auto& msg = control_out_.front();
-        size_t done = 0;
-        for (const auto& b : (*chain)->writable) {
-            if (done == msg.size()) break;
-            size_t k = std::min(msg.size() - done, b.size());
-            std::memcpy(b.data(), msg.data() + done, k);
-            done += k;
-        }
-        // A buffer too small for the message gets what fits; the Linux
-        // driver posts page-sized buffers, so this only hurts a broken guest.
-        if (!vq->push_used((*chain)->head, static_cast<uint32_t>(done))) {
+        if (!*chain) break;  // nothing posted: the driver notifies us when it posts more
+        const Served s = serve(**chain);
+        if (!vq->push_used((*chain)->head, s.written)) {
             fail_locked();
             return;
         }
-        control_out_.pop_front();
         pushed = true;
+        if (!s.more) break;
     }
-    if (pushed) interrupt_locked(2);
+    // One interrupt for the whole batch, if the driver wants one.
+    if (pushed) interrupt_locked(q);
+}
+
+void VirtioConsole::flush_control_locked() {
+    serve_queue_locked(
+        2, [this] { return !control_out_.empty(); },
+        [this](VirtqChain& chain) {
+            const auto& msg = control_out_.front();
+            size_t done = 0;
+            for (const auto& b : chain.writable) {
+                if (done == msg.size()) break;
+                size_t k = std::min(msg.size() - done, b.size());
+                std::memcpy(b.data(), msg.data() + done, k);
+                done += k;
+            }
+            // A buffer too small for the message gets what fits; the Linux
+            // driver posts page-sized buffers, so this only hurts a broken guest.
+            control_out_.pop_front();
+            return Served{static_cast<uint32_t>(done), true};
+        });
 }
 
 void VirtioConsole::handle_control_tx_locked() {
-    SplitQueue* vq = queue_locked(3);
-    if (!vq) return;
-    bool pushed = false;
-    for (;;) {
-        auto chain = vq->pop();
-        if (!chain) {
-            fail_locked();
-            return;
+    serve_queue_locked(
+        3, [] { return true; },
+        [this](VirtqChain& chain) {
+            uint8_t msg[kControlSize];
+            if (gather(chain.readable, msg, sizeof(msg)) == kControlSize)
+                handle_control_message_locked(msg);
+            // else malformed: ignore it
+            return Served{0, true};
+        });
+}
+
+void VirtioConsole::handle_control_message_locked(const uint8_t* msg) {
+    uint32_t id = static_cast<uint32_t>(msg[0]) | static_cast<uint32_t>(msg[1]) << 8 |
+                  static_cast<uint32_t>(msg[2]) << 16 | static_cast<uint32_t>(msg[3]) << 24;
+    uint16_t event = static_cast<uint16_t>(msg[4] | msg[5] << 8);
+    uint16_t value = static_cast<uint16_t>(msg[6] | msg[7] << 8);
+    switch (event) {
+        case kDeviceReady:
+            if (value != 1) break;
+            for (uint32_t p = 0; p < ports_.size(); ++p) send_control_locked(p, kDeviceAdd, 1);
+            break;
+        case kPortReady: {
+            if (id >= ports_.size() || value != 1) break;
+            Port& port = ports_[id];
+            port.ready = true;
+            send_control_locked(id, kPortName, 0, port.spec.name);
+            send_control_locked(id, kPortOpen, port.host_open ? 1 : 0);
+            port.announced = true;
+            break;
         }
-        if (!*chain) break;
-        uint8_t msg[kControlSize];
-        const size_t n = gather((*chain)->readable, msg, sizeof(msg));
-        if (!vq->push_used((*chain)->head, 0)) {
-            fail_locked();
-            return;
+        case kPortOpen: {
+            if (id >= ports_.size()) break;
+            Port& port = ports_[id];
+            const bool open = value != 0;
+            if (port.guest_open == open) break;
+            port.guest_open = open;
+            if (auto* b = port.spec.backend)
+                deferred_.push_back([b, open] { b->on_guest_open(open); });
+            break;
         }
-        pushed = true;
-        if (n < kControlSize) continue;  // malformed: ignore it
-        uint32_t id = static_cast<uint32_t>(msg[0]) | static_cast<uint32_t>(msg[1]) << 8 |
-                      static_cast<uint32_t>(msg[2]) << 16 | static_cast<uint32_t>(msg[3]) << 24;
-        uint16_t event = static_cast<uint16_t>(msg[4] | msg[5] << 8);
-        uint16_t value = static_cast<uint16_t>(msg[6] | msg[7] << 8);
-        switch (event) {
-            case kDeviceReady:
-                if (value != 1) break;
-                for (uint32_t p = 0; p < ports_.size(); ++p) send_control_locked(p, kDeviceAdd, 1);
-                break;
-            case kPortReady: {
-                if (id >= ports_.size() || value != 1) break;
-                Port& port = ports_[id];
-                port.ready = true;
-                send_control_locked(id, kPortName, 0, port.spec.name);
-                send_control_locked(id, kPortOpen, port.host_open ? 1 : 0);
-                port.announced = true;
-                break;
-            }
-            case kPortOpen: {
-                if (id >= ports_.size()) break;
-                Port& port = ports_[id];
-                const bool open = value != 0;
-                if (port.guest_open == open) break;
-                port.guest_open = open;
-                if (auto* b = port.spec.backend)
-                    deferred_.push_back([b, open] { b->on_guest_open(open); });
-                break;
-            }
-            default:
-                break;  // unknown or host-only events from the guest are ignored
-        }
+        default:
+            break;  // unknown or host-only events from the guest are ignored
     }
-    if (pushed) interrupt_locked(3);
 }
 
 void VirtioConsole::handle_port_tx_locked(uint32_t port) {
-    SplitQueue* vq = queue_locked(tx_queue(port));
-    if (!vq) return;
-    bool pushed = false;
-    for (;;) {
-        auto chain = vq->pop();
-        if (!chain) {
-            fail_locked();
-            return;
-        }
-        if (!*chain) break;
-        if (auto* b = ports_[port].spec.backend) b->on_guest_output((*chain)->readable);
-        bytes_from_guest_ += (*chain)->readable_len;
-        if (!vq->push_used((*chain)->head, 0)) {
-            fail_locked();
-            return;
-        }
-        pushed = true;
-    }
-    if (pushed) interrupt_locked(tx_queue(port));
+    serve_queue_locked(
+        tx_queue(port), [] { return true; },
+        [this, port](VirtqChain& chain) {
+            if (auto* b = ports_[port].spec.backend) b->on_guest_output(chain.readable);
+            bytes_from_guest_ += chain.readable_len;
+            return Served{0, true};
+        });
 }
 
 void VirtioConsole::run_deferred(std::unique_lock<std::mutex>& lock) {
@@ -254,31 +246,18 @@ bool VirtioConsole::can_deliver(uint32_t port) {
 size_t VirtioConsole::deliver(uint32_t port, const FillFn& fill) {
     std::lock_guard lock(mu_);
     if (port >= ports_.size() || !ports_[port].guest_open) return 0;
-    SplitQueue* vq = queue_locked(rx_queue(port));
-    if (!vq) return 0;
     size_t total = 0;
-    bool pushed = false;
-    for (;;) {
-        auto chain = vq->pop();
-        if (!chain) {
-            fail_locked();
-            break;
-        }
-        if (!*chain) break;
-        ssize_t n = (*chain)->writable.empty() ? 0 : fill((*chain)->writable);
-        // A chain we took but cannot fill goes back empty: the driver
-        // reposts it, and our caller waits for more input or for EOF.
-        const uint32_t used = n > 0 ? static_cast<uint32_t>(n) : 0;
-        if (!vq->push_used((*chain)->head, used)) {
-            fail_locked();
-            break;
-        }
-        pushed = true;
-        total += used;
-        if (n <= 0) break;
-    }
+    serve_queue_locked(
+        rx_queue(port), [] { return true; },
+        [&](VirtqChain& chain) {
+            ssize_t n = chain.writable.empty() ? 0 : fill(chain.writable);
+            // A chain we took but cannot fill goes back empty: the driver
+            // reposts it, and our caller waits for more input or for EOF.
+            const uint32_t used = n > 0 ? static_cast<uint32_t>(n) : 0;
+            total += used;
+            return Served{used, n > 0};
+        });
     bytes_to_guest_ += total;
-    if (pushed) interrupt_locked(rx_queue(port));
     return total;
 }
 

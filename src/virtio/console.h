@@ -95,6 +95,15 @@ class VirtioConsole : public VirtioDevice {
     static uint16_t rx_queue(uint32_t port) { return port == 0 ? 0 : 2 + 2 * port; }
     static uint16_t tx_queue(uint32_t port) { return port == 0 ? 1 : 3 + 2 * port; }
 
+    struct Served {
+        uint32_t written;  // bytes stored in the chain's writable buffers
+        bool more;         // keep serving further chains
+    };
+    // Pops chains of queue `q` while more() holds, lets serve() fill or read
+    // each, returns them to the driver and raises one interrupt for all.
+    template <typename More, typename Serve>
+    void serve_queue_locked(uint16_t q, More&& more, Serve&& serve);
+    void handle_control_message_locked(const uint8_t* msg);
     void send_control_locked(uint32_t id, uint16_t event, uint16_t value,
                              std::string_view extra = {});
     void flush_control_locked();
