@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <csignal>
 #include <deque>
+#include <functional>
 
 #include "sandbox/guest_protocol.h"
 
@@ -143,8 +145,16 @@ class SandboxSession::InputPort : public ConsolePortBackend {
         if (end) finish();
         return end ? 0 : n;
     }
-    void on_readable(uint32_t) {
+    void on_readable(uint32_t ev) {
         if (eof_) return;
+        if ((ev & (EPOLLHUP | EPOLLERR)) && !console_->can_deliver(port_)) {
+            // epoll reports a hang-up even with no events asked for; stop
+            // watching and read what is left once the guest has room (a
+            // hung-up fd never blocks a read).
+            loop_.remove(fd_);
+            watching_ = false;
+            return;
+        }
         read_once();
         pump();
     }
@@ -162,13 +172,18 @@ class SandboxSession::InputPort : public ConsolePortBackend {
 
 class SandboxSession::OutputPort : public ConsolePortBackend {
   public:
-    explicit OutputPort(int fd) : fd_(fd) {}
+    // on_broken: our reader went away (EPIPE).
+    OutputPort(int fd, std::function<void()> on_broken)
+        : fd_(fd), on_broken_(std::move(on_broken)) {}
     void on_guest_output(std::span<const std::span<uint8_t>> data) override {
-        if (fd_ >= 0 && !broken_) broken_ = !write_all(fd_, data);
+        if (fd_ < 0 || broken_) return;
+        broken_ = !write_all(fd_, data);
+        if (broken_ && on_broken_) on_broken_();
     }
 
   private:
     int fd_;
+    std::function<void()> on_broken_;
     bool broken_ = false;
 };
 
@@ -238,8 +253,11 @@ SandboxSession::SandboxSession(EventLoop& loop, int in_fd, int out_fd, int err_f
     if (tty) {
         input_->set_output(out_fd);
     } else {
-        out_ = std::make_unique<OutputPort>(out_fd);
-        err_ = std::make_unique<OutputPort>(err_fd);
+        // Run locally, a command writing to a closed pipe dies of SIGPIPE
+        // (`kvmsandbox -- yes | head -1` must end); do the same to CMD.
+        auto sigpipe = [this] { send_signal(SIGPIPE); };
+        out_ = std::make_unique<OutputPort>(out_fd, sigpipe);
+        err_ = std::make_unique<OutputPort>(err_fd, sigpipe);
     }
     status_port_ = std::make_unique<StatusPort>(*this);
     control_ = std::make_unique<ControlPort>();

@@ -68,7 +68,11 @@ Result<void> VirtioConsole::activate(uint64_t features, std::span<SplitQueue* co
 }
 
 void VirtioConsole::reset() {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    // The guest's ends are closed by a reset; backends hear it like a close.
+    for (auto& p : ports_)
+        if (p.guest_open && p.spec.backend)
+            deferred_.push_back([b = p.spec.backend] { b->on_guest_open(false); });
     active_ = false;
     irq_ = nullptr;
     queues_.clear();
@@ -78,6 +82,7 @@ void VirtioConsole::reset() {
         p = Port{p.spec};
         p.host_open = host_open;
     }
+    run_deferred(lock);
 }
 
 SplitQueue* VirtioConsole::queue_locked(uint16_t q) const {
@@ -104,7 +109,7 @@ void VirtioConsole::send_control_locked(uint32_t id, uint16_t event, uint16_t va
     put_le32(msg.data(), id);
     put_le16(msg.data() + 4, event);
     put_le16(msg.data() + 6, value);
-    std::memcpy(msg.data() + kControlSize, extra.data(), extra.size());
+    if (!extra.empty()) std::memcpy(msg.data() + kControlSize, extra.data(), extra.size());
     control_out_.push_back(std::move(msg));
     flush_control_locked();
 }
@@ -122,6 +127,10 @@ void VirtioConsole::serve_queue_locked(uint16_t q, More&& more, Serve&& serve) {
         }
         if (!*chain) break;  // nothing posted: the driver notifies us when it posts more
         const Served s = serve(**chain);
+        if (s.keep) {
+            vq->unpop();
+            break;
+        }
         if (!vq->push_used((*chain)->head, s.written)) {
             fail_locked();
             return;
@@ -251,8 +260,9 @@ size_t VirtioConsole::deliver(uint32_t port, const FillFn& fill) {
         rx_queue(port), [] { return true; },
         [&](VirtqChain& chain) {
             ssize_t n = chain.writable.empty() ? 0 : fill(chain.writable);
-            // A chain we took but cannot fill goes back empty: the driver
-            // reposts it, and our caller waits for more input or for EOF.
+            // Nothing to put in it now: give the buffer back untouched. An
+            // empty completed buffer reads as end-of-file in the guest.
+            if (n == 0) return Served{0, false, true};
             const uint32_t used = n > 0 ? static_cast<uint32_t>(n) : 0;
             total += used;
             return Served{used, n > 0};

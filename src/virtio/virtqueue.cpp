@@ -206,6 +206,13 @@ Result<VirtqChain> SplitQueue::walk_chain(uint16_t head) {
     }
 }
 
+void SplitQueue::unpop() {
+    if (in_flight_ == 0) return;
+    --last_avail_;
+    --in_flight_;
+    popped_.fetch_sub(1, std::memory_order_relaxed);
+}
+
 Result<void> SplitQueue::push_used(uint16_t head, uint32_t written) {
     if (!ready()) return fail("virtqueue: not configured");
     if (broken()) return fail("virtqueue: broken");

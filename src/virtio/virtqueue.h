@@ -99,6 +99,12 @@ class SplitQueue {
     // be in flight.
     Result<void> push_used(uint16_t head, uint32_t written);
 
+    // Gives back the chain the last pop() returned, unused and not pushed:
+    // the next pop() reads (and validates) it again. For a device that took
+    // a buffer and then found it has nothing to put in it: completing it
+    // empty would mean end-of-file to some drivers (virtio-console).
+    void unpop();
+
     // Whether the driver wants an interrupt for the used entries pushed since
     // the last call (VIRTIO_F_EVENT_IDX's used_event, or the avail ring's
     // NO_INTERRUPT flag without it).

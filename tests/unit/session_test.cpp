@@ -1,0 +1,86 @@
+#include "sandbox/session.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+
+namespace kvmsandbox {
+namespace {
+
+TEST(SessionStatusLine, ExitCodes) {
+    for (int code : {0, 1, 42, 255}) {
+        auto s = parse_status_line("exit " + std::to_string(code));
+        ASSERT_TRUE(s.has_value()) << code;
+        EXPECT_EQ(s->exit_code, code);
+        EXPECT_EQ(s->message, "");
+    }
+}
+
+TEST(SessionStatusLine, TrailingNewlineAccepted) {
+    auto s = parse_status_line("exit 3\n");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 3);
+    s = parse_status_line("signal 15\r\n");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 143);
+}
+
+TEST(SessionStatusLine, SignalsMapTo128PlusN) {
+    auto s = parse_status_line("signal 9");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 137);
+    EXPECT_EQ(s->message, "");
+    s = parse_status_line("signal 1");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 129);
+    s = parse_status_line("signal 64");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 192);
+}
+
+TEST(SessionStatusLine, ErrorCarriesCodeAndMessage) {
+    auto s = parse_status_line("error 127 foo: command not found");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 127);
+    EXPECT_EQ(s->message, "foo: command not found");
+    s = parse_status_line("error 126 bar: Permission denied\n");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 126);
+    EXPECT_EQ(s->message, "bar: Permission denied");
+    s = parse_status_line("error 125");
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->exit_code, 125);
+    EXPECT_EQ(s->message, "");
+}
+
+TEST(SessionStatusLine, MalformedLinesRejected) {
+    for (const char* line : {"",
+                             "exit",
+                             "exit ",
+                             "exit 256",
+                             "exit -1",
+                             "exit 1x",
+                             "exit x",
+                             "exit +1",
+                             "exit  1",
+                             "exit 1 2",
+                             "exit 99999999999999999999",
+                             "signal 0",
+                             "signal -9",
+                             "signal 65",
+                             "signal",
+                             "bogus 1",
+                             "EXIT 1",
+                             " exit 1",
+                             "error 0 x",
+                             "error 256 x",
+                             "error x msg",
+                             "error",
+                             "error  1 x"}) {
+        EXPECT_FALSE(parse_status_line(line).has_value()) << '"' << line << '"';
+    }
+}
+
+}  // namespace
+}  // namespace kvmsandbox
