@@ -11,12 +11,17 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
     if (!ep) return fail_errno("epoll_create1");
     UniqueFd sfd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!sfd) return fail_errno("eventfd");
-    std::unique_ptr<EventLoop> loop(new EventLoop(std::move(ep), std::move(sfd)));
+    UniqueFd pfd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!pfd) return fail_errno("eventfd");
+    std::unique_ptr<EventLoop> loop(new EventLoop(std::move(ep), std::move(sfd), std::move(pfd)));
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = loop->stopfd_.get();
     if (::epoll_ctl(loop->ep_.get(), EPOLL_CTL_ADD, loop->stopfd_.get(), &ev) < 0)
         return fail_errno("epoll_ctl");
+    EventLoop* raw = loop.get();
+    if (auto r = loop->add(raw->postfd_.get(), EPOLLIN, [raw](uint32_t) { raw->run_posted(); }); !r)
+        return std::unexpected(r.error());
     return loop;
 }
 
@@ -66,6 +71,26 @@ void EventLoop::request_stop() {
     stop_.store(true);
     uint64_t one = 1;
     [[maybe_unused]] auto r = ::write(stopfd_.get(), &one, sizeof(one));
+}
+
+void EventLoop::post(std::function<void()> f) {
+    {
+        std::lock_guard lock(post_mu_);
+        posted_.push_back(std::move(f));
+    }
+    uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(postfd_.get(), &one, sizeof(one));
+}
+
+void EventLoop::run_posted() {
+    uint64_t n;
+    [[maybe_unused]] auto r = ::read(postfd_.get(), &n, sizeof(n));
+    std::vector<std::function<void()>> todo;
+    {
+        std::lock_guard lock(post_mu_);
+        todo.swap(posted_);
+    }
+    for (auto& f : todo) f();
 }
 
 }  // namespace kvmsandbox

@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -29,12 +31,20 @@ class EventLoop {
     Result<void> run();
     // Thread-safe.
     void request_stop();
+    // Runs `f` on the loop thread soon (thread-safe). For work that must not
+    // run where it is discovered, e.g. under a device lock.
+    void post(std::function<void()> f);
     bool stopping() const { return stop_.load(); }
 
   private:
-    EventLoop(UniqueFd ep, UniqueFd stopfd) : ep_(std::move(ep)), stopfd_(std::move(stopfd)) {}
+    EventLoop(UniqueFd ep, UniqueFd stopfd, UniqueFd postfd)
+        : ep_(std::move(ep)), stopfd_(std::move(stopfd)), postfd_(std::move(postfd)) {}
+    void run_posted();
     UniqueFd ep_;
     UniqueFd stopfd_;
+    UniqueFd postfd_;
+    std::mutex post_mu_;
+    std::vector<std::function<void()>> posted_;
     std::atomic<bool> stop_{false};
     // Handlers are held by shared_ptr so one may remove itself while running.
     std::unordered_map<int, std::shared_ptr<Handler>> handlers_;

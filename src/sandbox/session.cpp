@@ -255,7 +255,8 @@ SandboxSession::SandboxSession(EventLoop& loop, int in_fd, int out_fd, int err_f
     } else {
         // Run locally, a command writing to a closed pipe dies of SIGPIPE
         // (`kvmsandbox -- yes | head -1` must end); do the same to CMD.
-        auto sigpipe = [this] { send_signal(SIGPIPE); };
+        // (Posted: this runs under the console's lock, which sending takes.)
+        auto sigpipe = [this] { loop_.post([this] { send_signal(SIGPIPE); }); };
         out_ = std::make_unique<OutputPort>(out_fd, sigpipe);
         err_ = std::make_unique<OutputPort>(err_fd, sigpipe);
     }
