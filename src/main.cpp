@@ -1,5 +1,9 @@
 // kvmsandbox: run a command in a KVM virtual machine, or a general VM.
 #include <fmt/core.h>
+#include <pthread.h>
+
+#include <csignal>
+
 #include <CLI/CLI.hpp>
 
 #include "base/log.h"
@@ -9,6 +13,14 @@ namespace {
 
 int run_main(int argc, char** argv) {
     using namespace kvmsandbox;
+    // The VM's event loop takes these signals through a signalfd. They must
+    // be blocked in every thread, so block them before any thread exists
+    // (worker pools, vCPUs): a thread that left them open would let the
+    // default action kill the process instead of the signal being forwarded.
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&mask, s);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
     cli::original_argv().assign(argv, argv + argc);
 
     CLI::App app{"kvmsandbox: run a command, or a whole Linux system, in a KVM virtual machine",

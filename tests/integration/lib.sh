@@ -138,3 +138,45 @@ expect_one_line_error() {
         show_run
     fi
 }
+
+# ---- helpers for the sandbox tests (test_sandbox_*.sh) ----
+
+# run_sandbox STDIN SECONDS ARGS...: like run_vmm, with stdin from the file
+# STDIN (/dev/null for none), in the current directory. Also sets RUN_SECS
+# (wall-clock seconds, integer). T_RUN_WRAP (an array, default empty) is put in
+# front of the kvmsandbox command, e.g. (setpriv --reuid=...).
+T_RUN_WRAP=()
+run_sandbox() {
+    local in=$1 limit=$2 t0
+    shift 2
+    T_RUN_SEQ=$((T_RUN_SEQ + 1))
+    RUN_OUT=$T_TMP/run$T_RUN_SEQ.out
+    RUN_ERR=$T_TMP/run$T_RUN_SEQ.err
+    RUN_RC=0
+    echo "+ (cd $PWD; ${T_RUN_WRAP[*]:+${T_RUN_WRAP[*]} }kvmsandbox $* <$in) (limit ${limit}s)"
+    t0=$(date +%s)
+    timeout -k 10 "$limit" "${T_RUN_WRAP[@]}" "$KVMSANDBOX" "$@" <"$in" >"$RUN_OUT" 2>"$RUN_ERR" || RUN_RC=$?
+    RUN_SECS=$(($(date +%s) - t0))
+    echo "  exit $RUN_RC after ${RUN_SECS}s"
+}
+
+# has_kernel_text FILE: FILE holds kernel or init console messages
+# ("[    0.000000] ..." lines, "Linux version").
+has_kernel_text() {
+    LC_ALL=C grep -aEq '^\[ *[0-9]+\.[0-9]+\]|Linux version' "$1"
+}
+
+# no_kernel_text FILE: the opposite, for check.
+no_kernel_text() {
+    ! has_kernel_text "$1"
+}
+
+# file_is FILE TEXT: FILE's bytes are exactly TEXT (printf %s, so "out\n" needs $'out\n').
+file_is() {
+    cmp -s -- "$1" <(printf '%s' "$2")
+}
+
+# not_grep PATTERN FILE: FILE has no line matching the fixed string PATTERN.
+not_grep() {
+    ! LC_ALL=C grep -aqF -- "$1" "$2"
+}

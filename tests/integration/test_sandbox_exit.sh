@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# kvmsandbox -- CMD: the exit status is CMD's, exactly (DESIGN.md section 2):
+# 0..255 as is, death by signal N as 128+N, 127 for a command not found, 126
+# for a command that cannot be executed.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+kvm_usable || skip "$(kvm_why_not)"
+find_kernel >/dev/null || skip "no guest kernel: set KVMSANDBOX_KERNEL or install linux-image-amd64"
+
+# The guest sees the current directory: work in a scratch one.
+work=$T_TMP/work
+mkdir -p "$work"
+cd "$work" || exit 1
+
+# show_if_bad RC_WANTED: show the last run's streams when its status is not RC_WANTED.
+show_if_bad() { [[ $RUN_RC == "$1" ]] || show_run; }
+
+run_sandbox /dev/null 180 -- sh -c 'echo hi; exit 42'
+check "sh -c 'echo hi; exit 42': exit 42 (got $RUN_RC)" test "$RUN_RC" = 42
+check "sh -c 'echo hi; exit 42': stdout is exactly 'hi'" file_is "$RUN_OUT" $'hi\n'
+show_if_bad 42
+
+run_sandbox /dev/null 180 -- true
+check "true: exit 0 (got $RUN_RC)" test "$RUN_RC" = 0
+check "true: empty stdout and stderr" test ! -s "$RUN_OUT" -a ! -s "$RUN_ERR"
+show_if_bad 0
+
+# shellcheck disable=SC2016 # $$ is the guest shell's
+run_sandbox /dev/null 180 -- sh -c 'kill -9 $$'
+check "sh -c 'kill -9 \$\$': exit 137 = 128+SIGKILL (got $RUN_RC)" test "$RUN_RC" = 137
+show_if_bad 137
+
+missing=kvmsandbox-no-such-command-$$
+run_sandbox /dev/null 180 -- "$missing" arg
+check "$missing: exit 127 (got $RUN_RC)" test "$RUN_RC" = 127
+check "$missing: stderr says 'not found'" grep -qi 'not found' "$RUN_ERR"
+check "$missing: stderr names the command" grep -qF -- "$missing" "$RUN_ERR"
+show_if_bad 127
+
+printf '#!/bin/sh\necho should-not-run\n' >notexec
+chmod 0644 notexec
+run_sandbox /dev/null 180 -- ./notexec
+check "./notexec (mode 0644): exit 126 (got $RUN_RC)" test "$RUN_RC" = 126
+check "./notexec: it did not run" not_grep should-not-run "$RUN_OUT"
+check "./notexec: stderr says why (permission denied / cannot execute)" \
+    grep -Eqi 'permission denied|cannot execute|not executable' "$RUN_ERR"
+show_if_bad 126
+
+finish
