@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 
+#include "base/log.h"
 #include "sandbox/guest_protocol.h"
 
 namespace kvmsandbox {
@@ -94,10 +95,14 @@ class SandboxSession::InputPort : public ConsolePortBackend {
         if (out_fd_ >= 0) write_all(out_fd_, data);  // terminal echo and CMD output
     }
     void on_guest_open(bool open) override {
+        log::debug("stdin port {}: guest {}", port_, open ? "opened" : "closed");
         guest_open_ = open;
         if (open) pump();
     }
-    void on_rx_space() override { pump(); }
+    void on_rx_space() override {
+        log::debug("stdin port {}: rx space (open {}, watching {})", port_, guest_open_, watching_);
+        pump();
+    }
     // A terminal port carries CMD's output too: closing it at the end of our
     // input would block CMD's writes, so a terminal's end of input only stops
     // the reading.
@@ -129,7 +134,13 @@ class SandboxSession::InputPort : public ConsolePortBackend {
     }
     size_t read_once() {
         bool end = false;
+        bool read = false;
         size_t n = console_->deliver(port_, [&](std::span<const std::span<uint8_t>> bufs) {
+            // One read per call: our stdin may be a blocking fd (a terminal,
+            // a pipe) that epoll said holds some data, not how much; a second
+            // read could block the whole loop.
+            if (read) return ssize_t{0};
+            read = true;
             iovec iov[64];
             size_t cnt = std::min<size_t>(bufs.size(), 64);
             for (size_t i = 0; i < cnt; ++i) iov[i] = {bufs[i].data(), bufs[i].size()};
@@ -146,6 +157,7 @@ class SandboxSession::InputPort : public ConsolePortBackend {
         return end ? 0 : n;
     }
     void on_readable(uint32_t ev) {
+        log::debug("stdin readable {:#x}", ev);
         if (eof_) return;
         if ((ev & (EPOLLHUP | EPOLLERR)) && !console_->can_deliver(port_)) {
             // epoll reports a hang-up even with no events asked for; stop
@@ -231,9 +243,12 @@ class SandboxSession::ControlPort : public ConsolePortBackend {
         if (!console_ || !open_) return;
         while (!pending_.empty() && console_->can_deliver(port_)) {
             const std::string& msg = pending_.front();
+            bool sent = false;
             size_t n = console_->deliver(port_, [&](std::span<const std::span<uint8_t>> bufs) {
+                if (sent) return ssize_t{0};  // one line, one buffer
                 // Control lines are tiny; one receive buffer (a page) holds one.
                 if (bufs.empty() || bufs[0].size() < msg.size()) return ssize_t{-1};
+                sent = true;
                 std::copy(msg.begin(), msg.end(), bufs[0].begin());
                 return static_cast<ssize_t>(msg.size());
             });
