@@ -23,6 +23,7 @@ packages=(
     build-essential cmake ninja-build pkg-config
     libseccomp-dev libcli11-dev libfmt-dev libgtest-dev libcap-dev libslirp-dev
     qemu-system-x86 busybox-static cpio clang-format
+    clang-16 libclang-rt-16-dev
 )
 
 installed() {

@@ -134,6 +134,17 @@ TEST(BzimageTest, RejectsTruncatedFile) {
     EXPECT_NE(k.error().message.find("truncated bzImage"), std::string::npos) << k.error().message;
 }
 
+// Found by fuzz_bzimage: a file that ends inside the setup header it
+// announces (here at 0x268, header claimed to end at 0x26c) was read past its
+// end.
+TEST(BzimageTest, RejectsFileEndingInsideTheSetupHeader) {
+    auto f = make_bzimage();
+    f.resize(0x268);
+    auto k = parse_bzimage(f);
+    ASSERT_FALSE(k.has_value());
+    EXPECT_NE(k.error().message.find("truncated bzImage"), std::string::npos) << k.error().message;
+}
+
 TEST(BzimageTest, RejectsOldProtocol) {
     auto f = make_bzimage();
     put16(f, 0x206, 0x020a);

@@ -82,6 +82,10 @@ Result<BzImage> parse_bzimage(std::span<const uint8_t> file) {
         return failf("unsupported bzImage: setup header ends at {:#x}, before init_size",
                      header_end);
     if (header_end > kSetupHeaderMaxEnd) header_end = kSetupHeaderMaxEnd;
+    if (header_end > file.size())
+        return failf(
+            "truncated bzImage: its setup header ends at {:#x}, past the file's end ({:#x})",
+            header_end, file.size());
     k.setup_header.assign(file.begin() + kSetupHeaderOffset, file.begin() + header_end);
 
     k.setup_sects = le8(file, kSetupSects);
