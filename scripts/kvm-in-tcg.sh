@@ -21,7 +21,9 @@
 #     on our stdout and stderr unchanged (carried by two dedicated serial
 #     ports); the kernel console goes to a log file only (--log).
 #
-# Exit status: CMD's; 124 when --timeout expired; 125 when the harness itself
+# Exit status: CMD's; 124 when --timeout expired; 123 when the VM stopped
+# responding (no heartbeat from its init for --stall seconds: the emulated
+# machine itself froze, which a caller may retry); 125 when the harness itself
 # failed (missing tools, no usable kernel, the VM died without a status).
 set -euo pipefail
 
@@ -31,6 +33,8 @@ usage: kvm-in-tcg.sh [OPTIONS] -- CMD [ARGS...]
   --mem MB          guest memory (default 4096, env KVM_IN_TCG_MEM)
   --cpus N          guest vCPUs (default 2, env KVM_IN_TCG_CPUS)
   --timeout S       stop the VM after S seconds, exit 124 (default 3600, env KVM_IN_TCG_TIMEOUT)
+  --stall S         stop the VM when its init sent no heartbeat for S seconds, exit 123
+                    (default 180, env KVM_IN_TCG_STALL)
   --log FILE        write the VM's console (kernel, init, qemu messages) to FILE
   --workdir DIR     share DIR read-write instead of the current directory
   --env NAME[=VAL]  pass one more environment variable (repeatable)
@@ -53,6 +57,7 @@ die() {
 mem=${KVM_IN_TCG_MEM:-4096}
 cpus=${KVM_IN_TCG_CPUS:-2}
 timeout_s=${KVM_IN_TCG_TIMEOUT:-3600}
+stall_s=${KVM_IN_TCG_STALL:-180}
 log=${KVM_IN_TCG_LOG:-}
 workdir=""
 kver=${KVM_IN_TCG_KERNEL:-}
@@ -64,6 +69,7 @@ while [[ $# -gt 0 ]]; do
         --mem) mem=${2:?--mem needs a value}; shift 2 ;;
         --cpus) cpus=${2:?--cpus needs a value}; shift 2 ;;
         --timeout) timeout_s=${2:?--timeout needs a value}; shift 2 ;;
+        --stall) stall_s=${2:?--stall needs a value}; shift 2 ;;
         --log) log=${2:?--log needs a value}; shift 2 ;;
         --workdir) workdir=${2:?--workdir needs a value}; shift 2 ;;
         --env) extra_env+=("${2:?--env needs a value}"); shift 2 ;;
@@ -78,6 +84,7 @@ done
 [[ $mem =~ ^[0-9]+$ ]] || die "--mem wants megabytes, got '$mem'"
 [[ $cpus =~ ^[0-9]+$ ]] || die "--cpus wants a number, got '$cpus'"
 [[ $timeout_s =~ ^[0-9]+$ ]] || die "--timeout wants seconds, got '$timeout_s'"
+[[ $stall_s =~ ^[0-9]+$ && $stall_s -gt 0 ]] || die "--stall wants seconds, got '$stall_s'"
 
 need() {
     command -v "$1" >/dev/null 2>&1 || die "$1 not found; install it: apt-get install $2"
@@ -109,11 +116,11 @@ kernel=/boot/vmlinuz-$kver
 moddir=/lib/modules/$kver
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/kvm-in-tcg.XXXXXX")
-qemu_pid="" out_pid="" err_pid=""
+qemu_pid="" out_pid="" err_pid="" dog_pid=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     local p
-    for p in "$qemu_pid" "$out_pid" "$err_pid"; do
+    for p in "$dog_pid" "$qemu_pid" "$out_pid" "$err_pid"; do
         if [[ -n $p ]]; then kill "$p" 2>/dev/null || true; fi
     done
     rm -rf "$run"
@@ -247,6 +254,19 @@ $B cat /job-out >/dev/ttyS1 &
 outcat=$!
 $B cat /job-err >/dev/ttyS2 &
 errcat=$!
+# The heartbeat: the host stops a VM whose heartbeat file stops changing (an
+# emulated machine that froze would otherwise only end at the long timeout).
+# It is also a window into a VM that seems stuck: a script dropped at
+# $run/ctl/debug.sh on the host runs here (busybox sh, outside the job's
+# chroot) and its output lands in $run/ctl/debug.out.
+( while :; do
+    $B date +%s >/ctl/heartbeat
+    if [ -f /ctl/debug.sh ]; then
+        $B mv /ctl/debug.sh /debug.sh && $B sh /debug.sh >/ctl/debug.out 2>&1
+    fi
+    $B sleep 5
+done ) </dev/null >/dev/null 2>&1 &
+beat=$!
 say "running the job"
 # (In the background so that the shell reports no "Killed" on the job's stderr.)
 $B chroot /newroot /bin/bash /run/kvm-in-tcg/job.sh </dev/null >/job-out 2>/job-err &
@@ -263,6 +283,7 @@ $B kill $dog 2>/dev/null
 # TCSADRAIN: returns when the ports have sent everything to the host.
 $B stty -F /dev/ttyS1 raw
 $B stty -F /dev/ttyS2 raw
+$B kill $beat 2>/dev/null
 echo "$rc" >/ctl/rc
 $B sync
 $B poweroff -f
@@ -330,9 +351,26 @@ timeout -k 10 "$timeout_s" qemu-system-x86_64 \
     -virtfs "local,path=$run/ctl,mount_tag=ctl,security_model=none" \
     </dev/null >>"$console" 2>&1 &
 qemu_pid=$!
+# The watchdog: the boot and then the heartbeat must keep the file fresh.
+touch "$run/ctl/heartbeat"
+(
+    while sleep 5; do
+        last=$(stat -c %Y "$run/ctl/heartbeat" 2>/dev/null) || exit 0
+        if (($(date +%s) - last > stall_s)); then
+            echo "kvm-in-tcg: the VM sent no heartbeat for over ${stall_s}s (the emulated machine froze); stopping it" >&2
+            : >"$run/frozen"
+            kill "$qemu_pid" 2>/dev/null
+            exit 0
+        fi
+    done
+) &
+dog_pid=$!
 qrc=0
 wait "$qemu_pid" || qrc=$?
 qemu_pid=""
+kill "$dog_pid" 2>/dev/null || true
+wait "$dog_pid" 2>/dev/null || true
+dog_pid=""
 # Unblock a reader still waiting in open() (QEMU died before opening its FIFO),
 # then let both readers drain to EOF.
 exec 8<>"$run/out" 9<>"$run/err"
@@ -344,6 +382,11 @@ out_pid="" err_pid=""
 if [[ -s $run/ctl/rc ]]; then
     rc=$(<"$run/ctl/rc")
     [[ $rc =~ ^[0-9]+$ ]] && exit "$rc"
+fi
+if [[ -e $run/frozen ]]; then
+    echo "kvm-in-tcg: last console lines:" >&2
+    tail -n 15 "$console" | tr -d '\r' | sed 's/^/  | /' >&2
+    exit 123
 fi
 if [[ $qrc == 124 ]]; then
     echo "kvm-in-tcg: timed out after ${timeout_s}s; the VM was stopped" >&2
