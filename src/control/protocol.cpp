@@ -1,0 +1,80 @@
+#include "control/protocol.h"
+
+namespace kvmsandbox::control {
+
+namespace {
+
+constexpr size_t kMaxErrorMessage = 1000;
+
+Json with_members(Json base, const Json& extra, std::initializer_list<std::string_view> reserved) {
+    if (const auto* members = extra.as_object()) {
+        for (const auto& [key, value] : *members) {
+            bool skip = false;
+            for (auto r : reserved) skip = skip || key == r;
+            if (!skip) base.set(key, value);
+        }
+    }
+    return base;
+}
+
+Result<void> check_version(const Json& msg, std::string_view what) {
+    if (!msg.is_object()) return failf("{} is not a JSON object", what);
+    const Json* v = msg.find("v");
+    if (!v) return failf("{} has no protocol version", what);
+    if (!v->is_int()) return failf("{} has an invalid protocol version", what);
+    if (*v->as_int() != kProtocolVersion)
+        return failf("protocol version {} not supported", *v->as_int());
+    return {};
+}
+
+}  // namespace
+
+Json make_request(std::string_view cmd, const Json& args) {
+    return with_members(Json::object({{"v", kProtocolVersion}, {"cmd", cmd}}), args, {"v", "cmd"});
+}
+
+Json ok_response(const Json& fields) {
+    return with_members(Json::object({{"v", kProtocolVersion}, {"ok", true}}), fields,
+                        {"v", "ok", "error"});
+}
+
+Json error_response(std::string_view message) {
+    std::string line;
+    line.reserve(std::min(message.size(), kMaxErrorMessage));
+    for (char c : message) {
+        if (line.size() >= kMaxErrorMessage) {
+            line += "...";
+            break;
+        }
+        // Control characters (newlines first of all) would break the one-line
+        // promise to whoever prints the message.
+        line += static_cast<unsigned char>(c) < 0x20 || c == 0x7F ? ' ' : c;
+    }
+    if (line.empty()) line = "unknown error";
+    return Json::object({{"v", kProtocolVersion}, {"ok", false}, {"error", std::move(line)}});
+}
+
+Result<std::string> validate_request(const Json& request) {
+    if (auto r = check_version(request, "request"); !r) return std::unexpected(r.error());
+    const Json* cmd = request.find("cmd");
+    if (!cmd) return fail("request has no command");
+    if (!cmd->is_string() || cmd->as_string()->empty())
+        return fail("request has an invalid command");
+    return *cmd->as_string();
+}
+
+Result<void> validate_response(const Json& response) {
+    if (auto r = check_version(response, "response"); !r) return r;
+    auto ok = response.get_bool("ok");
+    if (!ok) return fail("response has no valid 'ok' field");
+    if (!*ok && !response.get_string("error")) return fail("error response has no message");
+    return {};
+}
+
+Result<Json> response_result(Json response) {
+    if (auto r = validate_response(response); !r) return std::unexpected(r.error());
+    if (*response.get_bool("ok")) return response;
+    return fail(*response.get_string("error"), 1);
+}
+
+}  // namespace kvmsandbox::control
