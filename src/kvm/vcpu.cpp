@@ -96,6 +96,16 @@ Result<kvm_sregs> Vcpu::get_sregs() const {
     return s;
 }
 
+Result<void> Vcpu::nmi() {
+    if (::ioctl(fd_.get(), KVM_NMI) < 0) return fail_errno("KVM_NMI");
+    return {};
+}
+
+Result<void> Vcpu::kvmclock_ctrl() {
+    if (::ioctl(fd_.get(), KVM_KVMCLOCK_CTRL) < 0) return fail_errno("KVM_KVMCLOCK_CTRL");
+    return {};
+}
+
 Result<void> Vcpu::set_sregs(const kvm_sregs& s) {
     if (::ioctl(fd_.get(), KVM_SET_SREGS, &s) < 0) return fail_errno("KVM_SET_SREGS");
     return {};

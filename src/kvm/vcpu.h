@@ -34,6 +34,12 @@ class Vcpu {
     Result<void> set_regs(const kvm_regs& r);
     Result<kvm_sregs> get_sregs() const;
     Result<void> set_sregs(const kvm_sregs& s);
+    // Queues an NMI (the guest kernel prints its state on an unexpected one).
+    Result<void> nmi();
+    // Tells a kvmclock guest it was stopped by the host, so its soft-lockup
+    // watchdog does not fire over the paused time. Fails harmlessly (EINVAL)
+    // when the guest does not use kvmclock.
+    Result<void> kvmclock_ctrl();
 
     // One KVM_RUN. Returns false with errno == EINTR/EAGAIN when interrupted.
     int run_once() const;

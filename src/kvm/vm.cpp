@@ -42,6 +42,19 @@ Result<void> Vm::set_irq_line(uint32_t irq, bool level) {
     return {};
 }
 
+Result<uint64_t> Vm::get_clock() const {
+    kvm_clock_data d{};
+    if (::ioctl(fd_.get(), KVM_GET_CLOCK, &d) < 0) return fail_errno("KVM_GET_CLOCK");
+    return d.clock;
+}
+
+Result<void> Vm::set_clock(uint64_t ns) {
+    kvm_clock_data d{};
+    d.clock = ns;
+    if (::ioctl(fd_.get(), KVM_SET_CLOCK, &d) < 0) return fail_errno("KVM_SET_CLOCK");
+    return {};
+}
+
 Result<UniqueFd> Vm::create_vcpu(unsigned id) {
     int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
     if (fd < 0) return fail_errno(fmt::format("KVM_CREATE_VCPU {}", id));

@@ -22,6 +22,10 @@ class Vm {
     Result<void> set_tss_addr(uint64_t addr);
     // Level of a legacy IRQ line (routed to PIC and IOAPIC by KVM's default routing).
     Result<void> set_irq_line(uint32_t irq, bool level);
+    // The guest's kvmclock (ns): saved at pause and restored at resume so
+    // the guest's clocks do not count the time it was stopped.
+    Result<uint64_t> get_clock() const;
+    Result<void> set_clock(uint64_t ns);
     Result<UniqueFd> create_vcpu(unsigned id);
 
     // An eventfd that, when written, injects `gsi` (device interrupt without

@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -81,8 +82,12 @@ class VirtioConsole : public VirtioDevice {
     // Processes every guest -> host chain pending on any port.
     void drain_output();
 
-    uint64_t bytes_to_guest() const { return bytes_to_guest_; }
-    uint64_t bytes_from_guest() const { return bytes_from_guest_; }
+    uint64_t bytes_to_guest() const { return bytes_to_guest_.load(std::memory_order_relaxed); }
+    uint64_t bytes_from_guest() const { return bytes_from_guest_.load(std::memory_order_relaxed); }
+    std::string name() const override { return "console"; }
+    Counters counters() const override {
+        return {{"bytes_to_guest", bytes_to_guest()}, {"bytes_from_guest", bytes_from_guest()}};
+    }
 
   private:
     struct Port {
@@ -124,8 +129,8 @@ class VirtioConsole : public VirtioDevice {
     std::deque<std::vector<uint8_t>> control_out_;  // waiting for control receive buffers
     // Backend notifications raised under the lock, run after it is released.
     std::vector<std::function<void()>> deferred_;
-    uint64_t bytes_to_guest_ = 0;
-    uint64_t bytes_from_guest_ = 0;
+    std::atomic<uint64_t> bytes_to_guest_{0};
+    std::atomic<uint64_t> bytes_from_guest_{0};
 };
 
 }  // namespace kvmsandbox

@@ -41,6 +41,8 @@ class VirtioP9 : public VirtioDevice {
     void queue_notify(uint16_t q) override;
 
     uint64_t requests() const { return requests_.load(); }
+    std::string name() const override { return "9p:" + tag_; }
+    Counters counters() const override { return {{"requests", requests()}}; }
 
   private:
     void serve(VirtqChain chain, uint64_t generation);

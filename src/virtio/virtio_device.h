@@ -7,6 +7,9 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "base/result.h"
 #include "virtio/virtqueue.h"
@@ -85,6 +88,12 @@ class VirtioDevice {
     // is blocked calling into VirtioInterrupt: the transport calls this
     // without holding its interrupt lock, so that is safe).
     virtual void reset() = 0;
+
+    // Short name for `stat` ("console", "9p", ...) and the device's own
+    // counters (name, value); thread-safe, values may be slightly stale.
+    virtual std::string name() const = 0;
+    using Counters = std::vector<std::pair<std::string, uint64_t>>;
+    virtual Counters counters() const { return {}; }
 
     // The driver kicked queue `q` (from an ioeventfd or an MMIO notify write).
     // May arrive before activation or for a queue that is not ready: ignore

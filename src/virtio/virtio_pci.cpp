@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 
+#include <fmt/core.h>
+
 #include "base/log.h"
 
 namespace kvmsandbox {
@@ -415,6 +417,15 @@ void VirtioPciDevice::set_needs_reset() {
     }
 }
 
+VirtioDevice::Counters VirtioPciDevice::transport_counters() const {
+    VirtioDevice::Counters c{{"interrupts", interrupts_.load(std::memory_order_relaxed)}};
+    for (size_t q = 0; q < queues_.size(); ++q) {
+        c.emplace_back(fmt::format("q{}_chains", q), queues_[q]->chains_popped());
+        if (uint64_t e = queues_[q]->errors()) c.emplace_back(fmt::format("q{}_errors", q), e);
+    }
+    return c;
+}
+
 bool VirtioPciDevice::vector_masked_locked(uint16_t vector) const {
     const MsixEntry& e = msix_table_[vector];
     const uint64_t addr = (uint64_t{e.addr_hi} << 32) | e.addr_lo;
@@ -426,6 +437,7 @@ void VirtioPciDevice::deliver_locked(uint16_t vector) {
     if (vector_masked_locked(vector)) {
         msix_pending_[vector] = true;
     } else if (msi_) {
+        interrupts_.fetch_add(1, std::memory_order_relaxed);
         msi_->signal_msi(vector);
     }
 }
@@ -446,6 +458,7 @@ void VirtioPciDevice::update_vector_locked(uint16_t vector) {
     if (report && msi_) msi_->set_msi_route(vector, now.addr, now.data, now.masked);
     if (!now.masked && msix_pending_[vector]) {
         msix_pending_[vector] = false;
+        interrupts_.fetch_add(1, std::memory_order_relaxed);
         if (msi_) msi_->signal_msi(vector);
     }
 }

@@ -21,6 +21,7 @@
 // and IrqLine must not call back into this device.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -113,6 +114,9 @@ class VirtioPciDevice : public PciDevice {
     bool active() const;
     uint64_t driver_features() const;
     uint16_t msix_vectors() const { return nvectors_; }
+    // For `stat`: interrupts sent, and per queue the chains served and the
+    // driver errors seen.
+    VirtioDevice::Counters transport_counters() const;
     // Guest address of queue q's notify register, if BAR0 is mapped.
     std::optional<uint64_t> notify_address(uint16_t q) const;
 
@@ -218,6 +222,7 @@ class VirtioPciDevice : public PciDevice {
     // Queues handed to the device; touched by the transport only while the
     // device is inactive (under status_mu_).
     std::vector<std::unique_ptr<SplitQueue>> queues_;
+    std::atomic<uint64_t> interrupts_{0};
     std::vector<SplitQueue*> queue_ptrs_;
 };
 

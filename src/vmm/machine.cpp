@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "arch/x86/acpi.h"
@@ -396,8 +397,119 @@ void Machine::stop(StopStatus st) {
     std::lock_guard lock(stop_mu_);
     if (stop_status_.reason == StopReason::None) stop_status_ = std::move(st);
     if (stop_flag_.exchange(true, std::memory_order_acq_rel)) return;
+    if (vcpu_control_) vcpu_control_->shutdown();
     kick_vcpus();
     if (loop_) loop_->request_stop();
+}
+
+// How long pause() waits for the vCPUs to leave KVM_RUN. A vCPU is kicked
+// out within microseconds unless the host is overloaded; a device handler
+// that blocks (none should) would be the other reason.
+constexpr std::chrono::milliseconds kPauseTimeout{5000};
+
+Result<void> Machine::pause() {
+    if (!vcpu_control_) return fail("the VM is not running");
+    const bool was_paused = vcpu_control_->paused();
+    if (auto r = vcpu_control_->pause(kPauseTimeout); !r) return r;
+    if (was_paused) {
+        vcpu_control_->resume();  // pause is not nested for users
+        return {};
+    }
+    // Stop the guest's clock with its vCPUs, as QEMU does: after resume the
+    // guest's time continues from where it stopped instead of jumping.
+    if (auto c = vm_.get_clock()) paused_clock_ = *c;
+    for (auto& v : vcpus_) (void)v->kvmclock_ctrl();
+    return {};
+}
+
+Result<void> Machine::resume() {
+    if (!vcpu_control_ || !vcpu_control_->paused()) return fail("the VM is not paused");
+    if (paused_clock_) {
+        if (auto r = vm_.set_clock(*paused_clock_); !r)
+            log::error("resume: {} (the guest clock counts the paused time)", r.error().message);
+        paused_clock_.reset();
+    }
+    vcpu_control_->resume();
+    return {};
+}
+
+namespace {
+
+std::string format_segment(const char* name, const kvm_segment& s) {
+    return fmt::format(
+        "{:<4} sel {:#06x} base {:#018x} limit {:#010x} type {:#x} dpl {} p {} l {} "
+        "db {}\n",
+        name, s.selector, s.base, s.limit, s.type, s.dpl, s.present, s.l, s.db);
+}
+
+}  // namespace
+
+Result<std::string> Machine::debug_dump(bool nmi) {
+    if (!vcpu_control_) return fail("the VM is not running");
+    if (auto r = vcpu_control_->pause(kPauseTimeout); !r) return std::unexpected(r.error());
+    std::string out;
+    for (auto& v : vcpus_) {
+        auto r = v->get_regs();
+        auto s = v->get_sregs();
+        out += fmt::format("vCPU {}:\n", v->id());
+        if (!r || !s) {
+            out += fmt::format("  registers unavailable: {}\n",
+                               !r ? r.error().message : s.error().message);
+            continue;
+        }
+        out += fmt::format(
+            "  rip {:#018x} rsp {:#018x} rflags {:#010x}\n"
+            "  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}\n"
+            "  rsi {:#018x} rdi {:#018x} rbp {:#018x}\n"
+            "  r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}\n"
+            "  r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}\n"
+            "  cr0 {:#018x} cr2 {:#018x} cr3 {:#018x} cr4 {:#018x}\n"
+            "  efer {:#x} apic_base {:#x}\n",
+            r->rip, r->rsp, r->rflags, r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp,
+            r->r8, r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15, s->cr0, s->cr2, s->cr3,
+            s->cr4, s->efer, s->apic_base);
+        for (auto [name, seg] : {std::pair{"cs", &s->cs},
+                                 {"ss", &s->ss},
+                                 {"ds", &s->ds},
+                                 {"es", &s->es},
+                                 {"fs", &s->fs},
+                                 {"gs", &s->gs}})
+            out += "  " + format_segment(name, *seg);
+        out += fmt::format("  gdt base {:#018x} limit {:#06x}  idt base {:#018x} limit {:#06x}\n",
+                           s->gdt.base, s->gdt.limit, s->idt.base, s->idt.limit);
+    }
+    if (nmi) {
+        for (auto& v : vcpus_) {
+            if (auto r = v->nmi(); !r)
+                out += fmt::format("vCPU {}: NMI not sent: {}\n", v->id(), r.error().message);
+        }
+        out += "NMI sent to every vCPU: the guest kernel reports it on its console\n";
+    }
+    vcpu_control_->resume();
+    return out;
+}
+
+MachineStats Machine::stats() const {
+    MachineStats st;
+    st.cpus = cfg_.cpus;
+    st.mem_bytes = cfg_.mem_bytes;
+    st.paused = paused();
+    st.uptime_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (auto statm = read_file("/proc/self/statm", 4096)) {
+        unsigned long size = 0, resident = 0;
+        std::string text(statm->begin(), statm->end());
+        if (std::sscanf(text.c_str(), "%lu %lu", &size, &resident) == 2)
+            st.vmm_rss_bytes = uint64_t{resident} * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    }
+    for (const auto& c : counters_)
+        st.vcpus.push_back({c->total.load(), c->io.load(), c->mmio.load(), c->other.load()});
+    for (const auto& slot : virtio_) {
+        MachineStats::Device d{slot->device().name(), slot->device().counters()};
+        for (auto& kv : slot->pci().transport_counters()) d.counters.push_back(std::move(kv));
+        st.devices.push_back(std::move(d));
+    }
+    return st;
 }
 
 Result<StopStatus> Machine::run() {
@@ -428,6 +540,12 @@ Result<StopStatus> Machine::run() {
     if (auto r = setup_console_input(); !r) return std::unexpected(r.error());
 
     install_vcpu_kick_handler();
+    vcpu_control_ = std::make_unique<VcpuControl>(vcpus_.size());
+    vcpu_control_->set_kicker([this](size_t i) {
+        vcpus_[i]->run_area()->immediate_exit = 1;
+        ::pthread_kill(threads_[i].native_handle(), vcpu_kick_signal());
+    });
+    started_ = std::chrono::steady_clock::now();
     {
         // stop() takes this lock too, so a vCPU that ends the VM at once
         // still sees every thread when it kicks them.
@@ -440,6 +558,7 @@ Result<StopStatus> Machine::run() {
             ctx.mmio = &mmio_;
             ctx.stop = &stop_flag_;
             ctx.counters = counters_[i].get();
+            ctx.control = vcpu_control_.get();
             ctx.on_stop = [this](StopStatus s) { stop(std::move(s)); };
             threads_.emplace_back(vcpu_loop, std::move(ctx));
         }

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "kvm/vm.h"
 #include "memory/guest_memory.h"
 #include "vmm/exit_reason.h"
+#include "vmm/vcpu_control.h"
 #include "vmm/vcpu_loop.h"
 #include "vmm/virtio_slot.h"
 
@@ -58,6 +61,24 @@ class KvmIrqLine : public IrqLine {
     uint32_t irq_;
 };
 
+// What `stat` shows of a running machine.
+struct MachineStats {
+    struct Vcpu {
+        uint64_t exits, io, mmio, other;
+    };
+    struct Device {
+        std::string name;
+        VirtioDevice::Counters counters;  // the device's own, then the transport's
+    };
+    unsigned cpus = 0;
+    uint64_t mem_bytes = 0;
+    uint64_t vmm_rss_bytes = 0;  // resident memory of this VMM process
+    double uptime_s = 0;
+    bool paused = false;
+    std::vector<Vcpu> vcpus;
+    std::vector<Device> devices;
+};
+
 class Machine {
   public:
     static Result<std::unique_ptr<Machine>> create(const MachineConfig& cfg);
@@ -83,6 +104,19 @@ class Machine {
 
     // Ends the VM with `st` (first caller wins). Thread-safe.
     void stop(StopStatus st);
+
+    // ---- the control plane; loop thread, while run() runs ----
+    // Parks every vCPU and stops the guest's clock; resume() undoes it.
+    Result<void> pause();
+    Result<void> resume();
+    bool paused() const { return vcpu_control_ && vcpu_control_->paused(); }
+    // Registers of every vCPU (briefly pausing the guest), optionally after
+    // an NMI to each so the guest kernel prints its own view.
+    Result<std::string> debug_dump(bool nmi);
+    // Asks the guest to shut down the ACPI way.
+    void press_power_button() { acpi_pm_->press_power_button(); }
+    MachineStats stats() const;
+    const MachineConfig& config() const { return cfg_; }
 
   private:
     Machine(const MachineConfig& cfg, Kvm kvm, Vm vm);
@@ -119,6 +153,10 @@ class Machine {
     std::unique_ptr<PciHostBridge> pci_;
     std::vector<std::unique_ptr<VirtioSlot>> virtio_;
     std::function<bool(int)> signal_handler_;
+
+    std::unique_ptr<VcpuControl> vcpu_control_;
+    std::optional<uint64_t> paused_clock_;  // the guest clock when pause() stopped it
+    std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
     std::unique_ptr<EventLoop> loop_;
     UniqueFd signal_fd_;

@@ -58,6 +58,8 @@ void vcpu_loop(VcpuLoopContext ctx) {
         if (ctx.on_stop) ctx.on_stop(StopStatus{r, std::move(msg)});
     };
     while (!ctx.stop->load(std::memory_order_acquire)) {
+        if (ctx.control) ctx.control->checkpoint();
+        if (ctx.stop->load(std::memory_order_acquire)) return;
         int rc = ctx.vcpu->run_once();
         if (rc < 0) {
             if (errno == EINTR || errno == EAGAIN) {

@@ -9,6 +9,7 @@
 #include "bus/bus.h"
 #include "kvm/vcpu.h"
 #include "vmm/exit_reason.h"
+#include "vmm/vcpu_control.h"
 
 namespace kvmsandbox {
 
@@ -24,6 +25,8 @@ struct VcpuLoopContext {
     // Called once when this vCPU ends the VM (crash, internal error).
     std::function<void(StopStatus)> on_stop;
     VcpuExitCounters* counters = nullptr;
+    // Pause/resume: the vCPU parks here between two KVM_RUNs.
+    VcpuControl* control = nullptr;
 };
 
 // Installs the no-op signal handler used to kick vCPUs out of KVM_RUN.

@@ -20,6 +20,7 @@ constexpr uint64_t kMemSize = 1 << 20;
 class FakeDevice : public VirtioDevice {
   public:
     uint16_t device_type() const override { return virtio::kTypeRng; }
+    std::string name() const override { return "fake"; }
     uint64_t device_features() const override { return 1ull << 0 | 1ull << 40; }
     uint16_t num_queues() const override { return 2; }
     uint16_t queue_max_size(uint16_t) const override { return 16; }
