@@ -31,7 +31,14 @@ int run_main(int argc, char** argv) {
     cli::Dispatch dispatch;
     cli::add_sandbox_form(app, dispatch);
     cli::add_run_command(app, dispatch);
+    cli::add_list_command(app, dispatch);
+    cli::add_stop_command(app, dispatch);
+    cli::add_pause_commands(app, dispatch);
+    cli::add_stat_command(app, dispatch);
+    cli::add_debug_command(app, dispatch);
+    cli::add_balloon_command(app, dispatch);
     cli::add_version_command(app, dispatch);
+    cli::add_help_command(app, dispatch);
 
     try {
         app.parse(argc, argv);

@@ -17,6 +17,13 @@ struct Dispatch {
 void add_run_command(CLI::App& app, Dispatch& d);
 void add_version_command(CLI::App& app, Dispatch& d);
 void add_sandbox_form(CLI::App& app, Dispatch& d);
+void add_list_command(CLI::App& app, Dispatch& d);
+void add_stop_command(CLI::App& app, Dispatch& d);
+void add_pause_commands(CLI::App& app, Dispatch& d);  // pause and resume
+void add_stat_command(CLI::App& app, Dispatch& d);
+void add_debug_command(CLI::App& app, Dispatch& d);
+void add_balloon_command(CLI::App& app, Dispatch& d);
+void add_help_command(CLI::App& app, Dispatch& d);
 
 // The exit code for kvmsandbox's own errors (container convention).
 inline constexpr int kExitOwnError = 125;

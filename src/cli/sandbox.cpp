@@ -19,6 +19,9 @@
 #include "base/terminal.h"
 #include "base/worker_pool.h"
 #include "cli/command.h"
+#include "cli/instance.h"
+#include "cli/sandbox.h"
+#include "control/vm_service.h"
 #include "p9/server.h"
 #include "sandbox/guest_config.h"
 #include "sandbox/guest_init_blob.h"
@@ -27,6 +30,7 @@
 #include "sandbox/kernel_locator.h"
 #include "sandbox/session.h"
 #include "sandbox/share_plan.h"
+#include "virtio/balloon.h"
 #include "virtio/console.h"
 #include "virtio/p9_device.h"
 #include "vmm/machine.h"
@@ -41,15 +45,6 @@ constexpr int kExitTimeout = 124;
 // After a forwarded SIGINT/SIGTERM, how long CMD gets to exit before the VM
 // is stopped anyway.
 constexpr int kSignalGraceSeconds = 10;
-
-struct SandboxOptions {
-    std::vector<std::string> command;
-    std::string kernel, mem = "1G", console_log, net = "none";
-    std::vector<std::string> shares;
-    unsigned cpus = 2;
-    double timeout = 0;
-    bool verbose = false;
-};
 
 int own_error(const std::string& msg) {
     log::error("{}", msg);
@@ -66,6 +61,8 @@ void raise_fd_limit() {
     }
 }
 
+}  // namespace
+
 int run_sandbox(const SandboxOptions& o) {
     log::verbose_flag() = o.verbose;
     if (auto why = kvm_unusable_reason(original_argv()); !why.empty()) return own_error(why);
@@ -81,8 +78,13 @@ int run_sandbox(const SandboxOptions& o) {
         if (!k) return own_error(k.error().message);
         kernel = *k;
     }
-    auto plan = plan_kernel(kernel);
+    std::vector<std::string> extra_modules;
+    if (o.balloon) extra_modules.push_back("virtio_balloon");
+    auto plan = plan_kernel(kernel, "/lib/modules", extra_modules);
     if (!plan) return own_error(plan.error().message);
+    // The name is taken before anything slow, so a clash is reported at once.
+    auto claim = claim_instance_name(o.name);
+    if (!claim) return own_error(claim.error().message);
 
     std::error_code ec;
     const std::string cwd = std::filesystem::current_path(ec).string();
@@ -148,6 +150,7 @@ int run_sandbox(const SandboxOptions& o) {
     cfg.kernel_path = plan->kernel_path;
     cfg.initrd_data = std::move(*initrd);
     cfg.extra_cmdline = o.verbose ? "loglevel=7 kvmsandbox.debug" : "quiet loglevel=1";
+    if (!o.params.empty()) cfg.extra_cmdline += " " + o.params;
     cfg.cpus = o.cpus;
     cfg.mem_bytes = *mem;
     cfg.console_in = -1;
@@ -176,6 +179,13 @@ int run_sandbox(const SandboxOptions& o) {
         auto server = p9::P9Server::create(std::move(root), s.read_only, popts);
         if (!server) return own_error(server.error().message);
         auto dev = std::make_unique<VirtioP9>(s.tag, std::move(*server), pool);
+        if (auto r = m.add_virtio_device(std::move(dev)); !r) return own_error(r.error().message);
+    }
+
+    VirtioBalloon* balloon = nullptr;
+    if (o.balloon) {
+        auto dev = std::make_unique<VirtioBalloon>(m.memory(), *mem);
+        balloon = dev.get();
         if (auto r = m.add_virtio_device(std::move(dev)); !r) return own_error(r.error().message);
     }
 
@@ -222,11 +232,18 @@ int run_sandbox(const SandboxOptions& o) {
         return true;
     });
 
+    // `kvmsandbox stop` asks CMD to end as SIGTERM would; the service forces
+    // the VM off after the grace period the request gives.
+    control::VmService service(m, {claim->name(), o.kind}, balloon,
+                               [&] { session.send_signal(SIGTERM); });
+    if (auto r = service.listen(claim->socket_path()); !r) return own_error(r.error().message);
+
     // A terminal session is raw on our side: keys, Ctrl-C included, reach
     // CMD's terminal, whose line discipline does the rest. Restored on return.
     std::optional<RawTerminal> raw;
     if (tty) raw.emplace(STDIN_FILENO);
     auto st = m.run();
+    service.close();  // the socket goes while the name is still ours
     console->drain_output();
     raw.reset();  // our own messages below need a cooked terminal
     if (!st) return own_error(st.error().message);
@@ -247,8 +264,6 @@ int run_sandbox(const SandboxOptions& o) {
         "crashed; --console-log FILE keeps its messages)");
 }
 
-}  // namespace
-
 void add_sandbox_form(CLI::App& app, Dispatch& d) {
     auto o = std::make_shared<SandboxOptions>();
     app.add_option("command", o->command, "Command to run inside the VM (after --)");
@@ -261,6 +276,9 @@ void add_sandbox_form(CLI::App& app, Dispatch& d) {
     app.add_option("--share", o->shares, "Share HOST[:GUEST][:ro] with the guest");
     app.add_option("--net", o->net, "Network: none (default)");
     app.add_option("--console-log", o->console_log, "Keep kernel and init messages in FILE");
+    app.add_option("-n,--name", o->name,
+                   "Instance name for list/stop/stat... (default: generated)");
+    app.add_flag("--balloon", o->balloon, "Add a virtio-balloon device (kvmsandbox balloon)");
     app.add_flag("-v,--verbose", o->verbose, "Show kernel and init messages on stderr");
     app.callback([&d, o] {
         if (o->command.empty() || d.action) return;

@@ -145,7 +145,8 @@ Json VmService::stop(const Json& request) {
         return error_response(
             fmt::format("stop: grace period must be 0..{} seconds", kMaxStopGraceSeconds));
     if (force || grace == 0) {
-        machine_.stop(StopStatus{StopReason::HostRequest, "stopped by `kvmsandbox stop`"});
+        machine_.stop(
+            StopStatus{StopReason::HostRequest, "stopped by `kvmsandbox stop --force`", 9});
         stopping_ = true;
         return ok_response(Json::object({{"grace_s", 0}}));
     }
@@ -169,9 +170,10 @@ Result<void> VmService::arm_force_timer(int seconds) {
         uint64_t n;
         [[maybe_unused]] auto r = ::read(raw, &n, sizeof(n));
         log::debug("stop: the guest did not end within {} s; forcing it off", seconds);
-        machine_.stop(
-            StopStatus{StopReason::HostRequest,
-                       fmt::format("forced off by `kvmsandbox stop` after {} s", seconds)});
+        // Reported like a SIGKILL: the guest did not get to end on its own.
+        machine_.stop(StopStatus{StopReason::HostRequest,
+                                 fmt::format("forced off by `kvmsandbox stop` after {} s", seconds),
+                                 9});
     });
     if (!added) return std::unexpected(added.error());
     force_timer_ = std::move(fd);

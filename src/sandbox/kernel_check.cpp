@@ -28,6 +28,7 @@ const std::map<std::string, Need>& needs() {
         {"9pnet_virtio", {"9p over virtio support", "CONFIG_NET_9P_VIRTIO"}},
         {"9p", {"9p support", "CONFIG_9P_FS"}},
         {"virtio_net", {"virtio network support", "CONFIG_VIRTIO_NET"}},
+        {"virtio_balloon", {"virtio balloon support", "CONFIG_VIRTIO_BALLOON"}},
     };
     return m;
 }

@@ -496,11 +496,12 @@ MachineStats Machine::stats() const {
     st.paused = paused();
     st.uptime_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    if (auto statm = read_file("/proc/self/statm", 4096)) {
+    // (/proc files report a size of 0, so no read_file().)
+    if (FILE* f = std::fopen("/proc/self/statm", "re")) {
         unsigned long size = 0, resident = 0;
-        std::string text(statm->begin(), statm->end());
-        if (std::sscanf(text.c_str(), "%lu %lu", &size, &resident) == 2)
+        if (std::fscanf(f, "%lu %lu", &size, &resident) == 2)
             st.vmm_rss_bytes = uint64_t{resident} * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+        std::fclose(f);
     }
     for (const auto& c : counters_)
         st.vcpus.push_back({c->total.load(), c->io.load(), c->mmio.load(), c->other.load()});
