@@ -339,7 +339,7 @@ err_pid=$!
 console=${log:-$run/console.log}
 : >"$console"
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem" \
+    -accel "tcg,thread=${KVM_IN_TCG_THREAD:-multi}" -cpu max -smp "$cpus" -m "$mem" \
     -nodefaults -no-reboot -display none -monitor none \
     -chardev "file,id=con,path=$console,append=on" -serial chardev:con \
     -chardev "file,id=out,path=$run/out" -serial chardev:out \

@@ -267,13 +267,17 @@ if ((${#as_user[@]} == 0)); then
 else
     nr_work=$T_TMP/nonroot-work
     mkdir -p "$nr_work"
-    chown "$nr_uid:$nr_gid" "$nr_work"
+    # Its own home, as a real user has (kvmsandbox keeps its instance
+    # directory there and refuses one owned by somebody else).
+    nr_home=$T_TMP/nonroot-home
+    mkdir -p "$nr_home"
+    chown "$nr_uid:$nr_gid" "$nr_work" "$nr_home"
     chmod 0711 "$T_TMP"
     cd "$nr_work" || exit 1
     # shellcheck disable=SC2034 # read by run_sandbox (lib.sh)
     T_RUN_WRAP=("${as_user[@]}")
     # shellcheck disable=SC2016 # expanded in the guest
-    HOME=$home run_sandbox /dev/null 240 -- \
+    HOME=$nr_home run_sandbox /dev/null 240 -- \
         sh -c 'echo "UIDGID=$(id -u):$(id -g)"; echo "PWD=$(pwd -P)"; echo mine >mine.txt; mkdir mydir; ln -s mine.txt mylink'
     # shellcheck disable=SC2034 # read by run_sandbox (lib.sh)
     T_RUN_WRAP=()
