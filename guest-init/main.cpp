@@ -14,6 +14,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -144,10 +146,25 @@ void make_symlink(const std::string& path, const std::string& target) {
 
 void build_root(const GuestConfig& cfg) {
     ::mkdir(kNewRoot, 0755);
-    if (::mount("tmpfs", kNewRoot, "tmpfs", 0, "mode=0755") != 0)
-        fail(errno_message("cannot mount the root tmpfs", errno));
-    struct stat st {};
-    if (::stat(guest::kRootfsDir, &st) == 0) must(copy_tree(guest::kRootfsDir, kNewRoot));
+    // A share mounted at "/" (run --rootfs) is the root; else a fresh tmpfs
+    // with the skeleton.
+    auto root_share = std::find_if(cfg.mounts.begin(), cfg.mounts.end(),
+                                   [](const ShareMount& m) { return m.path == "/"; });
+    if (root_share != cfg.mounts.end()) {
+        MountStep step{MountStep::Kind::Mount,
+                       root_share->tag,
+                       kNewRoot,
+                       "9p",
+                       MS_NODEV,
+                       ninep_options(false),
+                       true};
+        must(apply_mount_step(step, kShareTimeoutMs));
+    } else {
+        if (::mount("tmpfs", kNewRoot, "tmpfs", 0, "mode=0755") != 0)
+            fail(errno_message("cannot mount the root tmpfs", errno));
+        struct stat st {};
+        if (::stat(guest::kRootfsDir, &st) == 0) must(copy_tree(guest::kRootfsDir, kNewRoot));
+    }
     for (const auto& l : cfg.symlinks) make_symlink(join_root(kNewRoot, l.path), l.target);
     for (const auto& step : build_mount_plan(cfg, kNewRoot)) {
         must(apply_mount_step(step, kShareTimeoutMs));

@@ -58,6 +58,7 @@ std::vector<MountStep> build_mount_plan(const GuestConfig& cfg, std::string_view
     plan.push_back({K::Mount, "tmpfs", join_root(new_root, "/run"), "tmpfs", MS_NOSUID | MS_NODEV,
                     "mode=0755", false});
     for (const auto& m : cfg.mounts) {
+        if (m.path == "/") continue;  // the root itself: mounted by build_root
         // nodev: device nodes on a host directory mean nothing in the guest.
         unsigned long flags = MS_NODEV | (m.read_only ? MS_RDONLY : 0);
         plan.push_back({K::Mount, m.tag, join_root(new_root, m.path), "9p", flags,

@@ -37,6 +37,7 @@ int run_main(int argc, char** argv) {
     cli::add_stat_command(app, dispatch);
     cli::add_debug_command(app, dispatch);
     cli::add_balloon_command(app, dispatch);
+    cli::add_setup_command(app, dispatch);
     cli::add_version_command(app, dispatch);
     cli::add_help_command(app, dispatch);
 

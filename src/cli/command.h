@@ -24,6 +24,7 @@ void add_stat_command(CLI::App& app, Dispatch& d);
 void add_debug_command(CLI::App& app, Dispatch& d);
 void add_balloon_command(CLI::App& app, Dispatch& d);
 void add_help_command(CLI::App& app, Dispatch& d);
+void add_setup_command(CLI::App& app, Dispatch& d);
 
 // The exit code for kvmsandbox's own errors (container convention).
 inline constexpr int kExitOwnError = 125;

@@ -29,6 +29,7 @@ struct RunOptions {
     bool balloon = false;
     std::vector<std::string> shares;
     std::string console_log;
+    std::string rootfs;
 };
 
 // The user's shell when it is an absolute path to an executable, else sh.
@@ -51,6 +52,7 @@ int run_shell(const RunOptions& o) {
     so.shares = o.shares;
     so.console_log = o.console_log;
     so.params = o.params;
+    so.rootfs = o.rootfs;
     so.verbose = o.verbose;
     so.kind = "run";
     return run_sandbox(so);
@@ -72,6 +74,10 @@ int exit_code_for(const StopStatus& st) {
 
 int run_vm(const RunOptions& o) {
     if (o.initrd.empty()) return run_shell(o);
+    if (!o.rootfs.empty()) {
+        log::error("--rootfs boots our own init; it cannot be combined with --initrd");
+        return kExitOwnError;
+    }
     log::verbose_flag() = o.verbose;
     MachineConfig cfg;
     cfg.kernel_path = o.kernel;
@@ -153,6 +159,8 @@ void add_run_command(CLI::App& app, Dispatch& d) {
     sub->add_option("-n,--name", opts->name, "Instance name (default: generated)");
     sub->add_flag("--balloon", opts->balloon, "Add a virtio-balloon device (kvmsandbox balloon)");
     sub->add_option("--share", opts->shares, "Without --initrd: share HOST[:GUEST][:ro] too");
+    sub->add_option("--rootfs", opts->rootfs,
+                    "Without --initrd: boot with the root made by 'kvmsandbox setup NAME'");
     sub->add_option("--console-log", opts->console_log,
                     "Without --initrd: keep kernel and init messages in FILE");
     sub->add_flag("-v,--verbose", opts->verbose, "Print what the VMM does on stderr");

@@ -28,6 +28,7 @@
 #include "sandbox/initramfs.h"
 #include "sandbox/kernel_check.h"
 #include "sandbox/kernel_locator.h"
+#include "sandbox/rootfs_store.h"
 #include "sandbox/session.h"
 #include "sandbox/share_plan.h"
 #include "virtio/balloon.h"
@@ -91,6 +92,11 @@ int run_sandbox(const SandboxOptions& o) {
     if (ec) return own_error("cannot read the current directory: " + ec.message());
     SharePlanInput share_in;
     share_in.cwd = cwd;
+    if (!o.rootfs.empty()) {
+        auto dir = find_rootfs(o.rootfs);
+        if (!dir) return own_error(dir.error().message);
+        share_in.guest_root = *dir;
+    }
     for (const auto& s : o.shares) {
         auto sh = parse_share_option(s);
         if (!sh) return own_error(sh.error().message);

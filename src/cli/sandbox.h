@@ -11,6 +11,7 @@ struct SandboxOptions {
     std::vector<std::string> command;
     std::string kernel, mem = "1G", console_log, net = "none", name;
     std::string params;  // appended to the kernel command line
+    std::string rootfs;  // a `setup` root to boot with, read-write
     std::vector<std::string> shares;
     unsigned cpus = 2;
     double timeout = 0;

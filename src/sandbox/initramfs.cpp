@@ -4,6 +4,7 @@
 
 #include "sandbox/cpio_writer.h"
 #include "sandbox/guest_protocol.h"
+#include "sandbox/root_skeleton.h"
 
 namespace kvmsandbox {
 
@@ -22,10 +23,9 @@ Result<std::vector<uint8_t>> build_sandbox_initramfs(std::span<const uint8_t> in
     // The root skeleton: mount points and the usual writable places; the
     // rest comes from the shares.
     const std::string root = std::string(guest::kRootfsDir).substr(1);
-    for (const char* d : {"etc", "usr", "home", "root", "mnt", "opt", "srv", "var", "tmp"})
-        if (auto r = w.add_directory(root + "/" + d, 0755); !r) return std::unexpected(r.error());
-    if (auto r = w.add_directory(root + "/var/tmp", 01777); !r) return std::unexpected(r.error());
-    if (auto r = w.add_directory(root + "/tmp", 01777); !r) return std::unexpected(r.error());
+    for (const auto& d : root_skeleton_dirs())
+        if (auto r = w.add_directory(root + "/" + d.path, d.mode); !r)
+            return std::unexpected(r.error());
     if (auto r = w.add_file(std::string(guest::kConfigPath).substr(1), 0600, config); !r)
         return std::unexpected(r.error());
     return w.finish();

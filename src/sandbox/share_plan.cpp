@@ -102,6 +102,13 @@ Result<Share> parse_share_option(const std::string& value) {
 
 Result<SharePlan> plan_shares(const SharePlanInput& in) {
     SharePlan plan;
+    if (!in.guest_root.empty()) {
+        // First: parents are mounted before what lies below them.
+        // (Built in one go: member-wise assignment here trips a g++ 12
+        // -Wrestrict false positive.)
+        Share r{normalize(in.guest_root), std::string(1, '/'), false, {}, {}};
+        plan.shares.push_back(std::move(r));
+    }
     for (const auto& dir : system_dirs()) {
         const std::string host = join(in.root, dir);
         struct stat st {};
@@ -146,8 +153,10 @@ Result<SharePlan> plan_shares(const SharePlanInput& in) {
     }
     // Parents are mounted before what lies below them.
     std::stable_sort(plan.shares.begin(), plan.shares.end(), [](const Share& a, const Share& b) {
-        return std::count(a.guest_path.begin(), a.guest_path.end(), '/') <
-               std::count(b.guest_path.begin(), b.guest_path.end(), '/');
+        auto depth = [](const std::string& p) {
+            return p == "/" ? 0 : std::count(p.begin(), p.end(), '/');
+        };
+        return depth(a.guest_path) < depth(b.guest_path);
     });
     for (size_t i = 0; i < plan.shares.size(); ++i) plan.shares[i].tag = fmt::format("kvmsb{}", i);
     return plan;

@@ -37,6 +37,9 @@ struct SharePlanInput {
     std::string cwd;           // the caller's working directory (absolute)
     std::vector<Share> extra;  // from --share
     std::string root = "/";    // host root to look at (tests use a temp dir)
+    // Non-empty: a host directory that becomes the guest's root, read-write
+    // (run --rootfs); the system directories are then mounted inside it.
+    std::string guest_root;
 };
 
 Result<SharePlan> plan_shares(const SharePlanInput& in);

@@ -34,6 +34,15 @@ TEST(GuestInitRootfs, NinePOptions) {
               "trans=virtio,version=9p2000.L,msize=512000,access=client,cache=mmap");
 }
 
+TEST(GuestInitRootfs, MountPlanLeavesTheRootShareToBuildRoot) {
+    GuestConfig cfg;
+    cfg.argv = {"true"};
+    cfg.mounts = {{"kvmsb0", "/", false}, {"kvmsb1", "/usr", true}};
+    auto plan = build_mount_plan(cfg, "/newroot");
+    for (const auto& s : plan) EXPECT_NE(s.source, "kvmsb0") << s.target;
+    EXPECT_EQ(plan.back().source, "kvmsb1");
+}
+
 TEST(GuestInitRootfs, MountPlanOrder) {
     GuestConfig cfg;
     cfg.argv = {"true"};

@@ -32,7 +32,7 @@ const Share* find(const SharePlan& p, const std::string& guest) {
 
 TEST(SharePlan, SystemReadOnlyCwdReadWriteSymlinksKept) {
     FakeRoot r;
-    auto plan = plan_shares({"/home/u/proj", {}, r.dir.string()});
+    auto plan = plan_shares({"/home/u/proj", {}, r.dir.string(), {}});
     ASSERT_TRUE(plan) << plan.error().message;
     const Share* usr = find(*plan, "/usr");
     ASSERT_NE(usr, nullptr);
@@ -57,7 +57,7 @@ TEST(SharePlan, SystemReadOnlyCwdReadWriteSymlinksKept) {
 
 TEST(SharePlan, RefusesRootAsWorkingDirectory) {
     FakeRoot r;
-    auto plan = plan_shares({"/", {}, r.dir.string()});
+    auto plan = plan_shares({"/", {}, r.dir.string(), {}});
     ASSERT_FALSE(plan);
     EXPECT_NE(plan.error().message.find("refusing"), std::string::npos);
 }
@@ -87,6 +87,23 @@ TEST(SharePlan, DuplicateGuestPathRefused) {
     FakeRoot r;
     auto extra = parse_share_option(r.dir.string() + ":/home/u/proj");
     ASSERT_TRUE(extra);
-    auto plan = plan_shares({"/home/u/proj", {*extra}, r.dir.string()});
+    auto plan = plan_shares({"/home/u/proj", {*extra}, r.dir.string(), {}});
     EXPECT_FALSE(plan);
 }
+
+namespace {
+
+TEST(SharePlan, GuestRootComesFirstReadWriteAndSystemDirsStillMountedInIt) {
+    FakeRoot r;
+    auto plan = plan_shares({"/home/u/proj", {}, r.dir.string(), "/store/dev1"});
+    ASSERT_TRUE(plan) << plan.error().message;
+    ASSERT_FALSE(plan->shares.empty());
+    EXPECT_EQ(plan->shares[0].guest_path, "/");
+    EXPECT_EQ(plan->shares[0].host_path, "/store/dev1");
+    EXPECT_FALSE(plan->shares[0].read_only);
+    const Share* usr = find(*plan, "/usr");
+    ASSERT_NE(usr, nullptr);
+    EXPECT_TRUE(usr->read_only);
+}
+
+}  // namespace
