@@ -32,6 +32,7 @@ n=$1 i=0
 trap 'echo bye >"stopped.$n"; exit 0' TERM
 while :; do
     i=$((i + 1))
+    date +%s >"t.$n.tmp" && mv "t.$n.tmp" "t.$n"
     echo "$i" >"c.$n.tmp" && mv "c.$n.tmp" "c.$n"
     grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2 >"m.$n.tmp" && mv "m.$n.tmp" "m.$n"
     sleep 0.2
@@ -115,6 +116,7 @@ check "stat: the VMM's resident memory is reported" bash -c "\"$K\" stat --json 
 # pause: alpha's counter stands still, beta's goes on; resume: alpha moves again.
 check "pause alpha" "$K" pause alpha
 a1=$(counter alpha) b1=$(counter beta)
+gt1=$(cat t.alpha)
 sleep 3
 a2=$(counter alpha) b2=$(counter beta)
 check "paused alpha's counter stays ($a1 -> $a2)" test "$a1" = "$a2"
@@ -127,6 +129,9 @@ p2=$(p9reqs alpha)
 check "no 9p requests while paused ($p1 -> $p2)" test "$p1" = "$p2"
 check "resume alpha" "$K" resume alpha
 check "alpha's counter moves again after resume" wait_for 30 bash -c "(( \$(cat c.alpha) > $a2 ))"
+gt2=$(cat t.alpha)
+check "the guest clock did not count the 3 s paused (guest time $gt1 -> $gt2)" \
+    test $((gt2 - gt1)) -le 2
 rc=0
 "$K" resume alpha >/dev/null 2>res.err || rc=$?
 check "resume of a running instance fails with one line (rc $rc)" \
