@@ -23,15 +23,6 @@ Result<void> mkdir_mode(const std::string& path, mode_t mode) {
     if (::chmod(path.c_str(), mode) != 0) return fail_errno("cannot set the mode of " + path);
     return {};
 }
-
-Result<void> write_small_file(const std::string& path, const std::string& text) {
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd) return fail_errno("cannot create " + path);
-    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-        return fail_errno("cannot write " + path);
-    return {};
-}
-
 }  // namespace
 
 Result<std::string> rootfs_store_dir() {
@@ -58,8 +49,6 @@ Result<std::string> create_rootfs(const std::string& name) {
     }
     for (const auto& d : root_skeleton_dirs())
         if (auto r = mkdir_mode(dir + "/" + d.path, d.mode); !r) return std::unexpected(r.error());
-    if (auto r = write_small_file(dir + "/etc/hostname", name + "\n"); !r)
-        return std::unexpected(r.error());
     return dir;
 }
 

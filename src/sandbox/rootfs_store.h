@@ -14,8 +14,8 @@ namespace kvmsandbox {
 // $KVMSANDBOX_ROOTFS_DIR, else $HOME/.kvmsandbox/rootfs.
 Result<std::string> rootfs_store_dir();
 
-// Creates STORE/NAME with the root skeleton and an /etc/hostname; fails if
-// it exists. Returns its path.
+// Creates STORE/NAME with the root skeleton (the host's /etc, /usr, ... are
+// still mounted over it at run time); fails if it exists. Returns its path.
 Result<std::string> create_rootfs(const std::string& name);
 
 // The path of an existing rootfs NAME, or an error naming `setup`.

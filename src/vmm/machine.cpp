@@ -415,8 +415,9 @@ Result<void> Machine::pause() {
         vcpu_control_->resume();  // pause is not nested for users
         return {};
     }
-    // Stop the guest's clock with its vCPUs, as QEMU does: after resume the
-    // guest's time continues from where it stopped instead of jumping.
+    // Stop the guest's kvmclock with its vCPUs, as QEMU does, so a kvmclock
+    // guest's time continues from where it stopped instead of jumping. (A
+    // guest whose clocksource is the TSC catches up with real time.)
     if (auto c = vm_.get_clock()) paused_clock_ = *c;
     for (auto& v : vcpus_) (void)v->kvmclock_ctrl();
     return {};

@@ -106,7 +106,7 @@ class Machine {
     void stop(StopStatus st);
 
     // ---- the control plane; loop thread, while run() runs ----
-    // Parks every vCPU and stops the guest's clock; resume() undoes it.
+    // Parks every vCPU and stops the guest's kvmclock; resume() undoes it.
     Result<void> pause();
     Result<void> resume();
     bool paused() const { return vcpu_control_ && vcpu_control_->paused(); }

@@ -35,11 +35,12 @@ rc=0
 "$KVMSANDBOX" setup dev1 >/dev/null 2>setup.err || rc=$?
 check "setup of an existing name: 125, one line ($(cat setup.err))" \
     bash -c "[[ $rc == 125 && \$(wc -l <setup.err) == 1 ]]"
-printf '%s\n' 'echo kept >/opt/persist.txt' 'cat /etc/hostname' 'ls /usr/bin/env' >"$T_TMP/script1"
+echo "root of dev1" >"$KVMSANDBOX_ROOTFS_DIR/dev1/srv/marker"
+printf '%s\n' 'echo kept >/opt/persist.txt' 'cat /srv/marker' 'ls /usr/bin/env' >"$T_TMP/script1"
 SHELL=/bin/sh run_sandbox "$T_TMP/script1" 240 run --rootfs dev1
 show_run
 check "run --rootfs: exit 0 (got $RUN_RC)" test "$RUN_RC" = 0
-check "the guest's hostname file is the rootfs's" grep -qx dev1 "$RUN_OUT"
+check "the guest's root is the rootfs (its /srv/marker)" grep -qx "root of dev1" "$RUN_OUT"
 check "the host system is mounted inside it" grep -q "^/usr/bin/env\$" "$RUN_OUT"
 check "what the guest wrote in /opt is in the rootfs on the host" \
     test "$(cat "$KVMSANDBOX_ROOTFS_DIR/dev1/opt/persist.txt" 2>/dev/null)" = kept

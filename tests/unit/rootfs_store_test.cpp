@@ -41,10 +41,6 @@ TEST_F(RootfsStore, SetupCreatesTheSkeletonWithExactModes) {
     EXPECT_EQ(mode_of(dir_ / "dev1" / "var" / "tmp"), 01777u);
     EXPECT_EQ(mode_of(dir_ / "dev1" / "root"), 0700u);
     EXPECT_EQ(mode_of(dir_ / "dev1" / "etc"), 0755u);
-    std::ifstream h(dir_ / "dev1" / "etc" / "hostname");
-    std::string line;
-    std::getline(h, line);
-    EXPECT_EQ(line, "dev1");
     auto found = find_rootfs("dev1");
     ASSERT_TRUE(found);
     EXPECT_EQ(*found, *r);
