@@ -132,7 +132,11 @@ void VirtioBalloon::queue_notify(uint16_t q) {
         handle_stats_queue_locked();
 }
 
-void VirtioBalloon::handle_pfn_queue_locked(uint16_t q) {
+// Pops every chain of queue q and hands it to serve(chain, vq), which
+// returns false when the ring broke (the device is then failed) and sets
+// `pushed` when it returned a buffer; one interrupt covers them all.
+template <typename Serve>
+void VirtioBalloon::serve_queue_locked(uint16_t q, Serve&& serve) {
     SplitQueue* vq = queue_locked(q);
     if (!vq) return;
     bool pushed = false;
@@ -144,14 +148,21 @@ void VirtioBalloon::handle_pfn_queue_locked(uint16_t q) {
         }
         if (!*chain) break;
         ++counters_.requests;
-        if (!handle_pfns_locked(**chain, q == kInflateQueue)) ++counters_.bad_requests;
-        if (!vq->push_used((*chain)->head, 0)) {
+        if (!serve(**chain, *vq, pushed)) {
             fail_locked();
             return;
         }
-        pushed = true;
     }
     if (pushed && irq_ && vq->needs_interrupt()) irq_->signal_queue(q);
+}
+
+void VirtioBalloon::handle_pfn_queue_locked(uint16_t q) {
+    serve_queue_locked(q, [&](const VirtqChain& chain, SplitQueue& vq, bool& pushed) {
+        if (!handle_pfns_locked(chain, q == kInflateQueue)) ++counters_.bad_requests;
+        if (!vq.push_used(chain.head, 0)) return false;
+        pushed = true;
+        return true;
+    });
 }
 
 bool VirtioBalloon::handle_pfns_locked(const VirtqChain& chain, bool inflate) {
@@ -225,32 +236,19 @@ bool VirtioBalloon::handle_pfns_locked(const VirtqChain& chain, bool inflate) {
 }
 
 void VirtioBalloon::handle_stats_queue_locked() {
-    SplitQueue* vq = queue_locked(kStatsQueue);
-    if (!vq) return;
-    bool pushed = false;
-    for (;;) {
-        auto chain = vq->pop();
-        if (!chain) {
-            fail_locked();
-            return;
-        }
-        if (!*chain) break;
-        ++counters_.requests;
+    serve_queue_locked(kStatsQueue, [&](const VirtqChain& chain, SplitQueue& vq, bool& pushed) {
         // The driver keeps a single buffer in flight. One that posts another
         // while we hold one gets the older one back (as QEMU does), so no
         // buffer is leaked in the ring.
         if (stats_head_) {
-            if (!vq->push_used(*stats_head_, 0)) {
-                fail_locked();
-                return;
-            }
+            if (!vq.push_used(*stats_head_, 0)) return false;
             pushed = true;
             ++counters_.bad_requests;
         }
-        stats_head_ = (*chain)->head;
-        if (!parse_stats_locked(**chain)) ++counters_.bad_requests;
-    }
-    if (pushed && irq_ && vq->needs_interrupt()) irq_->signal_queue(kStatsQueue);
+        stats_head_ = chain.head;
+        if (!parse_stats_locked(chain)) ++counters_.bad_requests;
+        return true;
+    });
 }
 
 bool VirtioBalloon::parse_stats_locked(const VirtqChain& chain) {

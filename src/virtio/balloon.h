@@ -131,6 +131,8 @@ class VirtioBalloon : public VirtioDevice {
   private:
     SplitQueue* queue_locked(uint16_t q) const;
     void fail_locked();
+    template <typename Serve>
+    void serve_queue_locked(uint16_t q, Serve&& serve);
     void handle_pfn_queue_locked(uint16_t q);
     // Walks the PFNs of one inflate/deflate chain; returns false if the
     // chain was malformed in any way.
