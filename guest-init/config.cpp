@@ -81,6 +81,19 @@ std::expected<SymlinkSpec, std::string> parse_symlink_record(std::string_view va
     return s;
 }
 
+std::expected<BootRoot, std::string> parse_boot_root_record(std::string_view value) {
+    auto parts = split_lines(value, 2);
+    if (!parts) return bad("bootroot record is not DEVICE\\nFSTYPE");
+    BootRoot b{std::string((*parts)[0]), std::string((*parts)[1])};
+    if (!b.device.starts_with("/dev/") || b.device.find("..") != std::string::npos ||
+        has_nul(b.device))
+        return bad("bad boot device: " + b.device);
+    if (b.fstype.empty() || b.fstype.size() > 32 || has_nul(b.fstype) ||
+        b.fstype.find(',') != std::string::npos)
+        return bad("bad boot file system type: " + b.fstype);
+    return b;
+}
+
 std::expected<GuestConfig, std::string> config_from_records(
     const std::vector<guest::Record>& recs) {
     GuestConfig c;
@@ -144,6 +157,14 @@ std::expected<GuestConfig, std::string> config_from_records(
             auto m = parse_mount_record(v);
             if (!m) return std::unexpected(m.error());
             c.mounts.push_back(std::move(*m));
+        } else if (k == "net") {
+            auto n = parse_net_record(v);
+            if (!n) return std::unexpected(n.error());
+            c.net = *n;
+        } else if (k == "bootroot") {
+            auto b = parse_boot_root_record(v);
+            if (!b) return std::unexpected(b.error());
+            c.boot_root = std::move(*b);
         }
     }
     if (c.argv.empty() || c.argv[0].empty()) return bad("no command given (argv is empty)");

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "guest-init/net.h"
 #include "sandbox/guest_protocol.h"
 
 namespace kvmsandbox::guest_init {
@@ -30,6 +31,14 @@ struct SymlinkSpec {
     bool operator==(const SymlinkSpec&) const = default;
 };
 
+// "DEVICE\nFSTYPE": boot the system on a disk instead of running CMD in our
+// root (run --disk): mount DEVICE as the root and exec argv[0] as PID 1.
+struct BootRoot {
+    std::string device;  // /dev/vda, ...
+    std::string fstype;
+    bool operator==(const BootRoot&) const = default;
+};
+
 struct GuestConfig {
     std::vector<std::string> argv;  // never empty
     std::vector<std::string> env;   // "NAME=value"
@@ -45,7 +54,11 @@ struct GuestConfig {
     std::vector<std::string> modules;
     std::vector<SymlinkSpec> symlinks;
     std::vector<ShareMount> mounts;
+    std::optional<NetConfig> net;
+    std::optional<BootRoot> boot_root;
 };
+
+std::expected<BootRoot, std::string> parse_boot_root_record(std::string_view value);
 
 std::expected<ShareMount, std::string> parse_mount_record(std::string_view value);
 std::expected<SymlinkSpec, std::string> parse_symlink_record(std::string_view value);

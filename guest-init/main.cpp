@@ -26,6 +26,7 @@
 #include "guest-init/exec.h"
 #include "guest-init/io.h"
 #include "guest-init/log.h"
+#include "guest-init/net.h"
 #include "guest-init/ports.h"
 #include "guest-init/rootfs.h"
 #include "guest-init/session.h"
@@ -131,6 +132,13 @@ void bring_up_loopback() {
         errorf("%s", errno_message("cannot bring up lo", errno).c_str());
 }
 
+void setup_network(const GuestConfig& cfg) {
+    if (!cfg.net) return;
+    auto ifname = must(find_interface("/sys/class/net", kPortTimeoutMs));
+    must(configure_interface(ifname, *cfg.net));
+    debugf("configured %s", ifname.c_str());
+}
+
 void make_symlink(const std::string& path, const std::string& target) {
     auto slash = path.rfind('/');
     if (slash != std::string::npos && slash > 0) must(mkdir_p(path.substr(0, slash), 0755));
@@ -186,11 +194,54 @@ void build_root(const GuestConfig& cfg) {
     if (::sethostname(cfg.hostname.data(), cfg.hostname.size()) != 0)
         fail(errno_message("sethostname", errno));
     bring_up_loopback();
+    setup_network(cfg);
 
     if (::chdir(kNewRoot) != 0 || ::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0 ||
         ::chroot(".") != 0 || ::chdir("/") != 0)
         fail(errno_message("cannot switch to the new root", errno));
     debugf("switched root");
+    // After the switch, so that a symlinked /etc/resolv.conf resolves in the
+    // guest's own tree. Not fatal: CMD may only use addresses.
+    if (cfg.net && cfg.net->dns)
+        if (auto r = install_resolv_conf(*cfg.net->dns); !r) errorf("%s", r.error().c_str());
+}
+
+// run --disk: the disk holds a whole system. Mount it as the root and hand
+// PID 1 to its init, as an initramfs's switch_root does.
+[[noreturn]] void boot_disk_root(const GuestConfig& cfg) {
+    const BootRoot& br = *cfg.boot_root;
+    struct stat st {};
+    // devtmpfs creates the node a little after virtio_blk's probe.
+    for (int waited = 0; ::stat(br.device.c_str(), &st) != 0; waited += 10) {
+        if (waited >= kShareTimeoutMs) fail("the boot disk " + br.device + " did not appear");
+        ::usleep(10000);
+    }
+    ::mkdir(kNewRoot, 0755);
+    if (::mount(br.device.c_str(), kNewRoot, br.fstype.c_str(), 0, nullptr) != 0)
+        fail(
+            errno_message("cannot mount " + br.device + " (" + br.fstype + ") as the root", errno));
+    if (::sethostname(cfg.hostname.data(), cfg.hostname.size()) != 0)
+        fail(errno_message("sethostname", errno));
+    bring_up_loopback();
+    setup_network(cfg);
+    // The disk's init mounts its own /proc and /sys; /dev comes along when
+    // the disk has a place for it, so that its init finds /dev/console.
+    if (::stat(join_root(kNewRoot, "/dev").c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        ::mount("/dev", join_root(kNewRoot, "/dev").c_str(), nullptr, MS_MOVE, nullptr);
+    ::umount2("/proc", MNT_DETACH);
+    ::umount2("/sys", MNT_DETACH);
+    if (::chdir(kNewRoot) != 0 || ::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0 ||
+        ::chroot(".") != 0 || ::chdir("/") != 0)
+        fail(errno_message("cannot switch to the disk's root", errno));
+    std::vector<char*> argv;
+    for (const auto& a : cfg.argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (const auto& e : cfg.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    ::execve(argv[0], argv.data(), envp.data());
+    // /proc is gone: errors still reach /dev/console, which we hold open.
+    fail(errno_message("cannot start " + cfg.argv[0] + " on the boot disk", errno));
 }
 
 [[noreturn]] void run() {
@@ -204,6 +255,7 @@ void build_root(const GuestConfig& cfg) {
            cfg.mounts.size(), cfg.modules.size());
 
     load_modules(cfg);
+    if (cfg.boot_root) boot_disk_root(cfg);
 
     std::vector<PortRequest> reqs;
     reqs.push_back({guest::kPortStatus, O_WRONLY | O_NONBLOCK});

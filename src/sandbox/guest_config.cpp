@@ -64,6 +64,11 @@ std::string encode_guest_config(const GuestRunSpec& spec) {
     for (const auto& s : spec.shares.shares)
         append_record(out, "mount",
                       s.tag + "\n" + s.guest_path + "\n" + (s.read_only ? "ro" : "rw"));
+    if (spec.net)
+        append_record(out, "net",
+                      spec.net->address_cidr + "\n" + spec.net->gateway + "\n" + spec.net->dns);
+    if (spec.boot_root)
+        append_record(out, "bootroot", spec.boot_root->device + "\n" + spec.boot_root->fstype);
     return out;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,16 @@ struct GuestRunSpec {
     std::string home;                  // created empty in the guest when set
     std::vector<std::string> modules;  // file names in the initramfs module dir, load order
     SharePlan shares;
+    // The guest's interface ("ADDR/PREFIX"; gateway, dns may be empty).
+    struct Net {
+        std::string address_cidr, gateway, dns;
+    };
+    std::optional<Net> net;
+    // Boot the system on this device instead (argv[0] is its init).
+    struct BootRoot {
+        std::string device, fstype;
+    };
+    std::optional<BootRoot> boot_root;
 };
 
 std::string encode_guest_config(const GuestRunSpec& spec);

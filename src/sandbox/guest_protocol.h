@@ -55,7 +55,11 @@ inline constexpr const char* kPortStatus = "kvmsandbox.status";
 // symlink (repeated: "PATH\nTARGET": e.g. /bin -> usr/bin on merged-/usr hosts),
 // home (the caller's $HOME path, created empty and owned by uid in the guest),
 // umask (optional, octal, e.g. "022": CMD's umask; guest-init uses 022
-// without it).
+// without it),
+// net (optional: "ADDR/PREFIX\nGATEWAY\nDNS", the guest's network interface;
+// GATEWAY and DNS may be empty),
+// bootroot (optional: "DEVICE\nFSTYPE": instead of running CMD in our root,
+// mount DEVICE as the root and exec argv[0] there as PID 1; run --disk).
 // Unknown keys are ignored by guest-init, so new optional records can be added.
 struct Record {
     std::string key;
