@@ -194,7 +194,6 @@ void build_root(const GuestConfig& cfg) {
     if (::sethostname(cfg.hostname.data(), cfg.hostname.size()) != 0)
         fail(errno_message("sethostname", errno));
     bring_up_loopback();
-    setup_network(cfg);
 
     if (::chdir(kNewRoot) != 0 || ::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0 ||
         ::chroot(".") != 0 || ::chdir("/") != 0)
@@ -224,6 +223,12 @@ void build_root(const GuestConfig& cfg) {
         fail(errno_message("sethostname", errno));
     bring_up_loopback();
     setup_network(cfg);
+    // The disk's init gets the console as its stdio, as the kernel gives init.
+    int console = ::open("/dev/console", O_RDWR | O_NOCTTY);
+    if (console >= 0) {
+        for (int fd = 0; fd < 3; ++fd) ::dup2(console, fd);
+        if (console > 2) ::close(console);
+    }
     // The disk's init mounts its own /proc and /sys; /dev comes along when
     // the disk has a place for it, so that its init finds /dev/console.
     if (::stat(join_root(kNewRoot, "/dev").c_str(), &st) == 0 && S_ISDIR(st.st_mode))
@@ -256,6 +261,8 @@ void build_root(const GuestConfig& cfg) {
 
     load_modules(cfg);
     if (cfg.boot_root) boot_disk_root(cfg);
+    // While /sys is still where find_interface looks (build_root moves it).
+    setup_network(cfg);
 
     std::vector<PortRequest> reqs;
     reqs.push_back({guest::kPortStatus, O_WRONLY | O_NONBLOCK});

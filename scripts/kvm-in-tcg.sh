@@ -245,6 +245,8 @@ if [ -n "$work" ] && [ "$work" != / ]; then
     $B mkdir -p "/newroot$work" 2>/dev/null
     $B mount -t 9p -o "$opts" work "/newroot$work" || fail "cannot mount the work directory $work"
 fi
+# Loopback up: tests run servers on 127.0.0.1 (slirp's gateway leads there).
+$B ip link set lo up || say "cannot bring up lo"
 [ -c /dev/kvm ] || echo "kvm-in-tcg: warning: no /dev/kvm in the VM (kvm_amd did not load; see the log)" >/dev/ttyS2
 $B mkdir -p /newroot/run/kvm-in-tcg
 $B cp /ctl/job.sh /newroot/run/kvm-in-tcg/job.sh || fail "cannot copy the job"

@@ -10,10 +10,16 @@
 
 #include "base/log.h"
 #include "base/size_parse.h"
+#include "base/worker_pool.h"
 #include "cli/command.h"
+#include "cli/devices.h"
 #include "cli/instance.h"
 #include "cli/sandbox.h"
 #include "control/vm_service.h"
+#include "sandbox/guest_config.h"
+#include "sandbox/guest_init_blob.h"
+#include "sandbox/initramfs.h"
+#include "sandbox/kernel_check.h"
 #include "sandbox/kernel_locator.h"
 #include "virtio/balloon.h"
 #include "vmm/machine.h"
@@ -30,6 +36,8 @@ struct RunOptions {
     std::vector<std::string> shares;
     std::string console_log;
     std::string rootfs;
+    std::string init = "/sbin/init";
+    DeviceArgs devices;
 };
 
 // The user's shell when it is an absolute path to an executable, else sh.
@@ -54,6 +62,7 @@ int run_shell(const RunOptions& o) {
     so.params = o.params;
     so.rootfs = o.rootfs;
     so.verbose = o.verbose;
+    so.devices = o.devices;
     so.kind = "run";
     return run_sandbox(so);
 }
@@ -72,65 +81,43 @@ int exit_code_for(const StopStatus& st) {
     }
 }
 
-int run_vm(const RunOptions& o) {
-    if (o.initrd.empty()) return run_shell(o);
-    if (!o.rootfs.empty()) {
-        log::error("--rootfs boots our own init; it cannot be combined with --initrd");
-        return kExitOwnError;
-    }
-    log::verbose_flag() = o.verbose;
-    MachineConfig cfg;
-    cfg.kernel_path = o.kernel;
-    if (cfg.kernel_path.empty()) {
-        auto k = find_default_kernel(host_kernel_search());
-        if (!k) {
-            log::error("{}", k.error().message);
-            return k.error().exit_code;
-        }
-        cfg.kernel_path = *k;
-    }
-    cfg.initrd_path = o.initrd;
-    cfg.extra_cmdline = o.params;
+int own_error(const std::string& msg) {
+    log::error("{}", msg);
+    return kExitOwnError;
+}
+
+// A VM whose serial console is this terminal: the user's own kernel and
+// initrd, or a system booted from a disk. `cfg` has the kernel and initrd.
+int run_on_console(const RunOptions& o, MachineConfig cfg, const DevicePlan& devices) {
     cfg.cpus = o.cpus;
     cfg.name = o.name;
     auto mem = parse_size(o.mem);
-    if (!mem) {
-        log::error("--mem: {}", mem.error().message);
-        return kExitOwnError;
-    }
+    if (!mem) return own_error("--mem: " + mem.error().message);
     cfg.mem_bytes = *mem;
     cfg.console_in = STDIN_FILENO;
     cfg.console_out = STDOUT_FILENO;
-    cfg.kvm_unusable_reason = kvm_unusable_reason(original_argv());
 
     auto claim = claim_instance_name(o.name);
-    if (!claim) {
-        log::error("{}", claim.error().message);
-        return kExitOwnError;
-    }
+    if (!claim) return own_error(claim.error().message);
     auto machine = Machine::create(cfg);
     if (!machine) {
         log::error("{}", machine.error().message);
         return machine.error().exit_code;
     }
     Machine& m = **machine;
+    WorkerPool pool(4);
+    if (auto r = attach_devices(m, devices, pool); !r) return own_error(r.error().message);
     VirtioBalloon* balloon = nullptr;
     if (o.balloon) {
         auto dev = std::make_unique<VirtioBalloon>(m.memory(), *mem);
         balloon = dev.get();
-        if (auto r = m.add_virtio_device(std::move(dev)); !r) {
-            log::error("{}", r.error().message);
-            return kExitOwnError;
-        }
+        if (auto r = m.add_virtio_device(std::move(dev)); !r) return own_error(r.error().message);
     }
     // Whatever init the user boots, the ACPI power button is how a PC is
     // asked to shut down.
     control::VmService service(m, {claim->name(), "run"}, balloon,
                                [&m] { m.press_power_button(); });
-    if (auto r = service.listen(claim->socket_path()); !r) {
-        log::error("{}", r.error().message);
-        return kExitOwnError;
-    }
+    if (auto r = service.listen(claim->socket_path()); !r) return own_error(r.error().message);
     auto st = m.run();
     service.close();
     if (!st) {
@@ -141,14 +128,79 @@ int run_vm(const RunOptions& o) {
     return exit_code_for(*st);
 }
 
+Result<std::string> kernel_or_default(const std::string& kernel) {
+    if (!kernel.empty()) return kernel;
+    return find_default_kernel(host_kernel_search());
+}
+
+// run --disk IMG: our initramfs loads the drivers, mounts the first disk as
+// the root and hands PID 1 to its init (see guest-init's boot_disk_root).
+int run_disk_root(const RunOptions& o, const DevicePlan& devices) {
+    auto kernel = kernel_or_default(o.kernel);
+    if (!kernel) return own_error(kernel.error().message);
+    auto plan = plan_kernel(*kernel, "/lib/modules", device_modules(devices));
+    if (!plan) return own_error(plan.error().message);
+    GuestRunSpec spec;
+    spec.argv = {o.init};
+    spec.env = {"HOME=/",
+                "TERM=" + std::string(std::getenv("TERM") ? std::getenv("TERM") : "linux"),
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    spec.cwd = "/";
+    spec.hostname = o.name.empty() ? "kvmsandbox" : o.name;
+    spec.net = guest_net_spec(devices);
+    // The first disk, whatever else the guest has, is vda: disks are the
+    // first virtio-blk devices on the bus, in the order given.
+    spec.boot_root = GuestRunSpec::BootRoot{"/dev/vda", "ext4"};
+    std::vector<InitramfsModule> modules;
+    for (const auto& mod : plan->modules) {
+        spec.modules.push_back(mod.file_name());
+        modules.push_back({mod.file_name(), mod.absolute_path});
+    }
+    auto initrd = build_sandbox_initramfs(guest_init_binary(), modules, encode_guest_config(spec));
+    if (!initrd) return own_error(initrd.error().message);
+    MachineConfig cfg;
+    cfg.kernel_path = plan->kernel_path;
+    cfg.initrd_data = std::move(*initrd);
+    cfg.extra_cmdline = o.params;
+    cfg.kvm_unusable_reason = kvm_unusable_reason(original_argv());
+    return run_on_console(o, std::move(cfg), devices);
+}
+
+int run_vm(const RunOptions& o) {
+    log::verbose_flag() = o.verbose;
+    auto devices = plan_devices(o.devices);
+    if (!devices) return own_error(devices.error().message);
+    if (o.initrd.empty()) {
+        if (!devices->disks.empty() && o.rootfs.empty()) {
+            if (auto why = kvm_unusable_reason(original_argv()); !why.empty())
+                return own_error(why);
+            return run_disk_root(o, *devices);
+        }
+        return run_shell(o);
+    }
+    if (!o.rootfs.empty())
+        return own_error("--rootfs boots our own init; it cannot be combined with --initrd");
+    auto kernel = kernel_or_default(o.kernel);
+    if (!kernel) {
+        log::error("{}", kernel.error().message);
+        return kernel.error().exit_code;
+    }
+    MachineConfig cfg;
+    cfg.kernel_path = *kernel;
+    cfg.initrd_path = o.initrd;
+    cfg.extra_cmdline = o.params;
+    cfg.kvm_unusable_reason = kvm_unusable_reason(original_argv());
+    return run_on_console(o, std::move(cfg), *devices);
+}
+
 }  // namespace
 
 void add_run_command(CLI::App& app, Dispatch& d) {
     auto opts = std::make_shared<RunOptions>();
     auto* sub = app.add_subcommand(
         "run",
-        "Start a VM: a shell with the host's system read-only, or --kernel/--initrd on the "
-        "serial console");
+        "Start a VM: a shell with the host's system read-only, the system on --disk IMG, or "
+        "--kernel/--initrd; the last two on the serial console");
     sub->add_option("-k,--kernel", opts->kernel,
                     "Kernel image (bzImage); default: the host's from /boot")
         ->check(CLI::ExistingFile);
@@ -163,6 +215,9 @@ void add_run_command(CLI::App& app, Dispatch& d) {
                     "Without --initrd: boot with the root made by 'kvmsandbox setup NAME'");
     sub->add_option("--console-log", opts->console_log,
                     "Without --initrd: keep kernel and init messages in FILE");
+    sub->add_option("--init", opts->init,
+                    "With --disk and no --initrd: the disk's init (default /sbin/init)");
+    add_device_options(*sub, opts->devices, "user");
     sub->add_flag("-v,--verbose", opts->verbose, "Print what the VMM does on stderr");
     sub->callback([&d, opts] { d.action = [opts] { return run_vm(*opts); }; });
 }

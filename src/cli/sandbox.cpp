@@ -19,6 +19,7 @@
 #include "base/terminal.h"
 #include "base/worker_pool.h"
 #include "cli/command.h"
+#include "cli/devices.h"
 #include "cli/instance.h"
 #include "cli/sandbox.h"
 #include "control/vm_service.h"
@@ -67,8 +68,8 @@ void raise_fd_limit() {
 int run_sandbox(const SandboxOptions& o) {
     log::verbose_flag() = o.verbose;
     if (auto why = kvm_unusable_reason(original_argv()); !why.empty()) return own_error(why);
-    if (o.net != "none")
-        return own_error(fmt::format("--net {}: only 'none' is available in this version", o.net));
+    auto devices = plan_devices(o.devices);
+    if (!devices) return own_error(devices.error().message);
 
     auto mem = parse_size(o.mem);
     if (!mem) return own_error("--mem: " + mem.error().message);
@@ -79,7 +80,7 @@ int run_sandbox(const SandboxOptions& o) {
         if (!k) return own_error(k.error().message);
         kernel = *k;
     }
-    std::vector<std::string> extra_modules;
+    std::vector<std::string> extra_modules = device_modules(*devices);
     if (o.balloon) extra_modules.push_back("virtio_balloon");
     auto plan = plan_kernel(kernel, "/lib/modules", extra_modules);
     if (!plan) return own_error(plan.error().message);
@@ -135,6 +136,7 @@ int run_sandbox(const SandboxOptions& o) {
         modules.push_back({m.file_name(), m.absolute_path});
     }
     spec.shares = *shares;
+    spec.net = guest_net_spec(*devices);
     auto initrd = build_sandbox_initramfs(guest_init_binary(), modules, encode_guest_config(spec));
     if (!initrd) return own_error(initrd.error().message);
 
@@ -187,6 +189,8 @@ int run_sandbox(const SandboxOptions& o) {
         auto dev = std::make_unique<VirtioP9>(s.tag, std::move(*server), pool);
         if (auto r = m.add_virtio_device(std::move(dev)); !r) return own_error(r.error().message);
     }
+
+    if (auto r = attach_devices(m, *devices, pool); !r) return own_error(r.error().message);
 
     VirtioBalloon* balloon = nullptr;
     if (o.balloon) {
@@ -280,7 +284,7 @@ void add_sandbox_form(CLI::App& app, Dispatch& d) {
     app.add_option("--timeout", o->timeout, "Stop the VM after S seconds (exit 124)")
         ->check(CLI::PositiveNumber);
     app.add_option("--share", o->shares, "Share HOST[:GUEST][:ro] with the guest");
-    app.add_option("--net", o->net, "Network: none (default)");
+    add_device_options(app, o->devices, "none");
     app.add_option("--console-log", o->console_log, "Keep kernel and init messages in FILE");
     app.add_option("-n,--name", o->name,
                    "Instance name for list/stop/stat... (default: generated)");

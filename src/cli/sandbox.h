@@ -5,11 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "cli/device_options.h"
+
 namespace kvmsandbox::cli {
 
 struct SandboxOptions {
     std::vector<std::string> command;
-    std::string kernel, mem = "1G", console_log, net = "none", name;
+    std::string kernel, mem = "1G", console_log, name;
+    DeviceArgs devices;
     std::string params;  // appended to the kernel command line
     std::string rootfs;  // a `setup` root to boot with, read-write
     std::vector<std::string> shares;

@@ -29,6 +29,10 @@ const std::map<std::string, Need>& needs() {
         {"9p", {"9p support", "CONFIG_9P_FS"}},
         {"virtio_net", {"virtio network support", "CONFIG_VIRTIO_NET"}},
         {"virtio_balloon", {"virtio balloon support", "CONFIG_VIRTIO_BALLOON"}},
+        {"virtio_blk", {"virtio block device support", "CONFIG_VIRTIO_BLK"}},
+        {"virtio_rng", {"virtio random number generator support", "CONFIG_HW_RANDOM_VIRTIO"}},
+        {"ext4", {"ext4 support", "CONFIG_EXT4_FS"}},
+        {"crc32c_generic", {"crc32c support", "CONFIG_CRYPTO_CRC32C"}},
     };
     return m;
 }
