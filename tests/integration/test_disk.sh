@@ -40,10 +40,32 @@ mount -t ext4 -o ro /dev/vdb /mnt/b || exit 13
 sha256sum </mnt/b/data.bin >ro-data.sum
 touch /mnt/b/new 2>/dev/null && echo "touch-succeeded" >touch.txt
 umount /mnt/b
+# Hold on until the host has read the instance's counters.
+echo up >ready
+i=0
+while [ ! -e stat-done ] && [ \$i -lt 600 ]; do sleep 0.2; i=\$((i + 1)); done
 exit 0
 EOF
 
-run_sandbox /dev/null 300 --disk rw.img --disk ro.img,ro -- sh guest.sh
+# `stat` while the guest waits at its end: the disks' counters.
+(
+    for _ in $(seq 1500); do
+        if [[ -e ready ]]; then
+            "$KVMSANDBOX" stat disk1 >stat.txt 2>&1
+            touch stat-done
+            break
+        fi
+        sleep 0.2
+    done
+) &
+poller=$!
+run_sandbox /dev/null 300 --name disk1 --disk rw.img --disk ro.img,ro -- sh guest.sh
+kill "$poller" 2>/dev/null || true
+wait "$poller" 2>/dev/null || true
+check "stat: rw.img counts the bytes written" grep -Eq '^blk:rw.img:.* write_bytes=[1-9]' stat.txt
+check "stat: rw.img counts discards" grep -Eq '^blk:rw.img:.* discards=[1-9]' stat.txt
+check "stat: ro.img counts reads and no write" grep -Eq '^blk:ro.img:.* read_bytes=[1-9].* write_bytes=0( |$)' stat.txt
+grep -q 'blk:rw.img' stat.txt || cat stat.txt
 check "the disk script exits 0 (got $RUN_RC)" test "$RUN_RC" = 0
 [[ $RUN_RC == 0 ]] || show_run
 if e2fsck -fn rw.img >fsck.txt 2>&1; then fsck_ok=1; else fsck_ok=0; fi

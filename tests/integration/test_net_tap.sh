@@ -32,7 +32,8 @@ ip addr add 192.168.77.1/24 dev ktap0
 ip link set ktap0 up
 $BB httpd -p 192.168.77.1:8081 -h "$work/www"
 cat >guest.sh <<'GEOF'
-$BB wget -q -T 20 -O fetched.txt http://192.168.77.1:8081/page.txt; echo "wget \$?" >wget.rc
+# (busybox 1.35 wget -T crashes, hence timeout(1).)
+timeout 60 $BB wget -q -O fetched.txt http://192.168.77.1:8081/page.txt; echo "wget \$?" >wget.rc
 $BB ip -4 addr show >ip-addr.txt 2>&1
 GEOF
 rc=0
