@@ -4,6 +4,8 @@
 
 #include <csignal>
 
+#include <sstream>
+
 #include <CLI/CLI.hpp>
 
 #include "base/log.h"
@@ -49,6 +51,18 @@ int run_main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
+    } catch (const CLI::ExtrasError& e) {
+        // CLI11 lists what it could not place, "--" included; name the rest.
+        std::string what = e.what();
+        std::string extras;
+        if (auto colon = what.find(": "); colon != std::string::npos) {
+            std::istringstream words(what.substr(colon + 2));
+            for (std::string w; words >> w;)
+                if (w != "--") extras += (extras.empty() ? "" : " ") + w;
+        }
+        log::error("unknown option or argument: {} (see 'kvmsandbox --help')",
+                   extras.empty() ? what : extras);
+        return cli::kExitOwnError;
     } catch (const CLI::ParseError& e) {
         log::error("{} (see 'kvmsandbox --help')", e.what());
         return cli::kExitOwnError;

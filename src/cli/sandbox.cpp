@@ -67,7 +67,8 @@ void raise_fd_limit() {
 
 int run_sandbox(const SandboxOptions& o) {
     log::verbose_flag() = o.verbose;
-    if (auto why = kvm_unusable_reason(original_argv()); !why.empty()) return own_error(why);
+    // What the user typed is checked first (Machine::create checks --mem
+    // and --cpus before KVM), so a typo is named as such on any host.
     auto devices = plan_devices(o.devices);
     if (!devices) return own_error(devices.error().message);
 
@@ -163,6 +164,7 @@ int run_sandbox(const SandboxOptions& o) {
     cfg.mem_bytes = *mem;
     cfg.console_in = -1;
     cfg.console_out = console_fd;
+    cfg.kvm_unusable_reason = kvm_unusable_reason(original_argv());
     raise_fd_limit();
 
     auto machine = Machine::create(cfg);
@@ -282,7 +284,17 @@ void add_sandbox_form(CLI::App& app, Dispatch& d) {
     app.add_option("-m,--mem", o->mem, "Guest memory (default 1G)");
     app.add_option("-c,--cpus", o->cpus, "vCPUs (default 2)")->check(CLI::Range(1u, 254u));
     app.add_option("--timeout", o->timeout, "Stop the VM after S seconds (exit 124)")
-        ->check(CLI::PositiveNumber);
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                double s = 0;
+                try {
+                    s = std::stod(v);
+                } catch (const std::exception&) {
+                    return "'" + v + "' is not a number of seconds";
+                }
+                return s > 0 ? "" : "'" + v + "' must be more than 0 seconds";
+            },
+            "SECONDS", "seconds"));
     app.add_option("--share", o->shares, "Share HOST[:GUEST][:ro] with the guest");
     add_device_options(app, o->devices, "none");
     app.add_option("--console-log", o->console_log, "Keep kernel and init messages in FILE");
