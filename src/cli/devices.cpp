@@ -20,11 +20,15 @@ void add_device_options(CLI::App& app, DeviceArgs& args, const std::string& defa
                    "tap:IFNAME (default " +
                        default_net + ")");
     app.add_option("--publish", args.publish,
-                   "With --net user: forward [ADDR:]HOSTPORT:GUESTPORT[/udp] to the guest");
+                   "With --net user: forward [ADDR:]HOSTPORT:GUESTPORT[/udp] to the guest "
+                   "(repeatable)")
+        ->allow_extra_args(false);
     app.add_option("--ip", args.ip, "With --net tap: the guest's address, ADDR/PREFIX");
     app.add_option("--gateway", args.gateway, "With --net tap: the guest's default gateway");
     app.add_option("--dns", args.dns, "With --net tap: the guest's name server");
-    app.add_option("--disk", args.disks, "Add a virtio-blk disk: a raw image FILE[,ro]");
+    app.add_option("--disk", args.disks,
+                   "Add a virtio-blk disk: a raw image FILE[,ro] (repeatable)")
+        ->allow_extra_args(false);
     app.add_flag("--rng,!--no-rng", args.rng,
                  "A virtio-rng device fed by getrandom() (default on)");
 }

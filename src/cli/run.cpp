@@ -210,7 +210,10 @@ void add_run_command(CLI::App& app, Dispatch& d) {
     sub->add_option("-m,--mem", opts->mem, "Guest memory, e.g. 512M or 2G (bare number: MiB)");
     sub->add_option("-n,--name", opts->name, "Instance name (default: generated)");
     sub->add_flag("--balloon", opts->balloon, "Add a virtio-balloon device (kvmsandbox balloon)");
-    sub->add_option("--share", opts->shares, "Without --initrd: share HOST[:GUEST][:ro] too");
+    // One value per occurrence: a list option would swallow "--" and the
+    // command after it.
+    sub->add_option("--share", opts->shares, "Without --initrd: share HOST[:GUEST][:ro] too")
+        ->allow_extra_args(false);
     sub->add_option("--rootfs", opts->rootfs,
                     "Without --initrd: boot with the root made by 'kvmsandbox setup NAME'");
     sub->add_option("--console-log", opts->console_log,

@@ -295,7 +295,10 @@ void add_sandbox_form(CLI::App& app, Dispatch& d) {
                 return s > 0 ? "" : "'" + v + "' must be more than 0 seconds";
             },
             "SECONDS", "seconds"));
-    app.add_option("--share", o->shares, "Share HOST[:GUEST][:ro] with the guest");
+    // One value per occurrence (also --disk, --publish): a list option would
+    // swallow "--" and hand the command's own options to us.
+    app.add_option("--share", o->shares, "Share HOST[:GUEST][:ro] with the guest (repeatable)")
+        ->allow_extra_args(false);
     add_device_options(app, o->devices, "none");
     app.add_option("--console-log", o->console_log, "Keep kernel and init messages in FILE");
     app.add_option("-n,--name", o->name,

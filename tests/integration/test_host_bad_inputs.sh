@@ -42,6 +42,12 @@ expect_one_line_error "--disk with an unknown option" 125 "unknown option"
 run_vmm 30 --name 'no/slash' -- true
 expect_one_line_error "--name with a slash" 125 "name"
 
+# Repeatable options take one value each: "--" still ends our options, so
+# the command's own -c is not read as --cpus.
+run_vmm 30 --share "$T_TMP" --net user --publish 18080:80 --disk "$T_TMP/none.img" -- sh -c 'exit 3'
+check "options before -- stop there (stderr: $(head -c 200 "$RUN_ERR"))" not_grep "--cpus" "$RUN_ERR"
+check "... and the run fails on the missing disk or this host's KVM (exit $RUN_RC)" test "$RUN_RC" = 125
+
 # An instance directory that cannot be used: not creatable, world-writable.
 KVMSANDBOX_INSTANCE_DIR=/proc/kvmsandbox-nope run_vmm 30 -- true
 expect_one_line_error "an instance directory that cannot be created" 125 "instance directory"
