@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fake_driver.h"
+#include "gate.h"
 #include "virtio/disk_image.h"
 
 namespace kvmsandbox {
@@ -56,30 +57,7 @@ std::vector<uint8_t> range(uint64_t sector, uint32_t sectors, uint32_t flags) {
     return r;
 }
 
-class Gate {
-  public:
-    void wait() {
-        std::unique_lock lock(mu_);
-        entered_ = true;
-        cv_.notify_all();
-        cv_.wait(lock, [&] { return open_; });
-    }
-    void wait_entered() {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return entered_; });
-    }
-    void open() {
-        std::lock_guard lock(mu_);
-        open_ = true;
-        cv_.notify_all();
-    }
-
-  private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool entered_ = false;
-    bool open_ = false;
-};
+using fake::Gate;
 
 // Makes a private temp directory, removed at the end of the test.
 class TempDir {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "fake_driver.h"
+#include "gate.h"
 #include "p9/wire.h"
 
 namespace kvmsandbox {
@@ -52,30 +53,7 @@ std::vector<uint8_t> tversion(uint16_t tag = p9::kNoTag, uint32_t msize = 65536)
 }
 
 // Blocks the pool's only thread until released.
-class Gate {
-  public:
-    void wait() {
-        std::unique_lock lock(mu_);
-        entered_ = true;
-        cv_.notify_all();
-        cv_.wait(lock, [&] { return open_; });
-    }
-    void wait_entered() {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return entered_; });
-    }
-    void open() {
-        std::lock_guard lock(mu_);
-        open_ = true;
-        cv_.notify_all();
-    }
-
-  private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool entered_ = false;
-    bool open_ = false;
-};
+using fake::Gate;
 
 class VirtioP9Test : public ::testing::Test {
   protected:
