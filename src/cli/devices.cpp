@@ -77,6 +77,10 @@ Result<std::unique_ptr<NetBackend>> make_backend(const DevicePlan& plan) {
     SlirpConfig cfg;
     cfg.network = "10.0.2.0";
     cfg.prefix_len = 24;
+    // slirp cannot take TSO frames, so large frames are how the guest sends
+    // few big TCP segments instead of one exit per 1500 bytes; the guest's
+    // interface takes this MTU from the device (VIRTIO_NET_F_MTU).
+    cfg.mtu = 65520;
     cfg.host = format_ipv4(kUserNetGateway);
     cfg.dns = format_ipv4(kUserNetDns);
     cfg.guest = format_ipv4(kUserNetGuest);

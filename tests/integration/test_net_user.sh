@@ -73,6 +73,7 @@ check "the guest's server started" test -e ready
 check "guest fetched the host's page through 10.0.2.2 ($(cat wget.rc 2>/dev/null))" grep -qx 'wget 0' wget.rc
 check "the fetched page is byte-identical" cmp -s www/page.txt fetched.txt
 check "guest address 10.0.2.15/24" grep -q 'inet 10.0.2.15/24' ip-addr.txt
+check "the interface takes the device's large MTU (65520)" grep -q 'mtu 65520' ip-addr.txt
 check "default route via 10.0.2.2" grep -q 'default via 10.0.2.2' ip-route.txt
 check "resolv.conf names 10.0.2.3" grep -qx 'nameserver 10.0.2.3' resolv.txt
 check "/dev/hwrng gave 4096 bytes ($(cat rng.err 2>/dev/null))" test "$(stat -c %s rng.bin 2>/dev/null)" = 4096
