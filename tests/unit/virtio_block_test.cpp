@@ -122,6 +122,7 @@ class VirtioBlockTest : public ::testing::Test {
         auto img = DiskImage::open(image_.string(), read_only);
         ASSERT_TRUE(img.has_value()) << img.error().message;
         pool_ = std::make_unique<WorkerPool>(threads);
+        pool_threads_ = threads;
         dev_ =
             std::make_unique<VirtioBlock>(std::move(*img), "disk.img", *pool_, std::move(serial));
     }
@@ -200,11 +201,31 @@ class VirtioBlockTest : public ::testing::Test {
         return v;
     }
     // Drains the pool so nothing runs behind the test's back.
+    // Waits until every job queued so far has finished: one barrier job per
+    // worker, queued behind them (the pool is FIFO), holds every worker at
+    // once only when all earlier jobs are done. The device keeps its pool:
+    // it holds a reference to it.
     void drain() {
-        pool_.reset();
-        pool_ = std::make_unique<WorkerPool>(1);
+        struct Barrier {
+            std::mutex mu;
+            std::condition_variable cv;
+            size_t arrived = 0;
+        };
+        auto b = std::make_shared<Barrier>();
+        const size_t n = pool_threads_;
+        for (size_t i = 0; i < n; ++i) {
+            pool_->submit([b, n] {
+                std::unique_lock lock(b->mu);
+                ++b->arrived;
+                b->cv.notify_all();
+                b->cv.wait(lock, [&] { return b->arrived == n; });
+            });
+        }
+        std::unique_lock lock(b->mu);
+        b->cv.wait(lock, [&] { return b->arrived == n; });
     }
 
+    size_t pool_threads_ = 0;
     TempDir dir_;
     fs::path image_;
     FakeGuest g_;
