@@ -1,5 +1,6 @@
 #include "sandbox/seccomp_policy.h"
 
+#include <fcntl.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -44,11 +45,11 @@ constexpr std::initializer_list<const char*> kNoExecMappings = {"mmap", "mprotec
 // paths do: virtio-net transmit into libslirp (which opens host sockets for
 // the guest's connections and reads /etc/resolv.conf for DNS) or a tap,
 // virtio-rng's getrandom, the balloon's madvise, the console's writes to our
-// streams, and re-arming the loop.
+// streams, and re-arming the loop (openat: read-only, see kOpenWriteFlags).
 constexpr std::initializer_list<const char*> kDeviceNotify = {
     "read",     "readv",       "poll",        "ppoll",      "epoll_ctl",  "eventfd2", "connect",
     "bind",     "getsockname", "getpeername", "setsockopt", "getsockopt", "sendto",   "sendmsg",
-    "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "openat",     "statx",
+    "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "statx",
 };
 
 // The main loop, besides the device notify paths: epoll, the signalfd, the
@@ -86,7 +87,7 @@ constexpr std::initializer_list<const char*> kNetRx = {
 constexpr std::initializer_list<const char*> kSlirp = {
     "read",    "readv",    "poll",        "ppoll",       "accept",     "accept4",    "connect",
     "bind",    "listen",   "getsockname", "getpeername", "setsockopt", "getsockopt", "sendto",
-    "sendmsg", "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "openat",     "statx",
+    "sendmsg", "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "statx",
 };
 
 // Interrupt delivery, from whichever thread completes a request: MSI-X goes
@@ -112,6 +113,11 @@ std::vector<uint64_t> main_ioctls() {
 }
 
 const std::vector<uint64_t> kInetDomains = {AF_INET, AF_INET6};
+
+// Outside the worker pool files are only read (/proc/self/statm for stat,
+// /etc/resolv.conf for libslirp's DNS): openat passes without any flag that
+// writes, creates or truncates.
+constexpr uint64_t kOpenWriteFlags = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | __O_TMPFILE;
 
 class Builder {
   public:
@@ -180,11 +186,13 @@ SeccompPolicy seccomp_policy(ThreadRole role) {
             b.allow(kDeviceNotify).allow(kMainOnly);
             b.allow_if("ioctl", 1, kLow32, main_ioctls());
             b.allow_if("socket", 0, kLow32, kInetDomains);
+            b.allow_if("openat", 2, kOpenWriteFlags, {0});
             break;
         case ThreadRole::Vcpu:
             b.allow(kDeviceNotify);
             b.allow_if("ioctl", 1, kLow32, vcpu_ioctls());
             b.allow_if("socket", 0, kLow32, kInetDomains);
+            b.allow_if("openat", 2, kOpenWriteFlags, {0});
             break;
         case ThreadRole::Worker:
             b.allow(kWorker);
@@ -198,6 +206,7 @@ SeccompPolicy seccomp_policy(ThreadRole role) {
             b.allow(kSlirp);
             b.allow_if("ioctl", 1, kLow32, {FIONREAD, FIONBIO});
             b.allow_if("socket", 0, kLow32, kInetDomains);
+            b.allow_if("openat", 2, kOpenWriteFlags, {0});
             break;
     }
     return b.done();

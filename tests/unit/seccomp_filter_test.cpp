@@ -119,5 +119,21 @@ TEST(SeccompFilter, FilesAreTheWorkersOnly) {
     EXPECT_TRUE(exited_with(ok.status, 0)) << ok.err;
 }
 
+TEST(SeccompFilter, TheLoopOpensOnlyToRead) {
+    auto ok = run_in_child([] {
+        load_or_exit(ThreadRole::Main);
+        int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        ::_exit(fd >= 0 ? 0 : 96);
+    });
+    EXPECT_TRUE(exited_with(ok.status, 0)) << ok.err;
+    auto r = run_in_child([] {
+        load_or_exit(ThreadRole::Main);
+        ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+        ::_exit(0);
+    });
+    EXPECT_TRUE(exited_with(r.status, kSeccompExitCode));
+    EXPECT_EQ(r.err, "kvmsandbox: seccomp: forbidden system call openat (257) in main thread\n");
+}
+
 }  // namespace
 }  // namespace kvmsandbox::sandbox

@@ -1,5 +1,6 @@
 #include "sandbox/seccomp_policy.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
@@ -85,6 +86,19 @@ TEST(SeccompPolicy, FilesOnlyWhereFilesAreServed) {
         for (const char* f : {"renameat2", "unlinkat", "fchownat", "mkdirat", "openat2"})
             EXPECT_FALSE(seccomp_policy(role).allows(f)) << thread_role_name(role) << " " << f;
     EXPECT_FALSE(seccomp_policy(ThreadRole::NetRx).allows("openat"));
+}
+
+TEST(SeccompPolicy, FilesAreOnlyReadOutsideTheWorkers) {
+    for (ThreadRole role : {ThreadRole::Main, ThreadRole::Vcpu, ThreadRole::Slirp}) {
+        auto p = seccomp_policy(role);
+        EXPECT_TRUE(p.allows_value("openat", O_RDONLY | O_CLOEXEC)) << thread_role_name(role);
+        for (int bad :
+             {O_WRONLY, O_RDWR, O_RDONLY | O_CREAT, O_RDONLY | O_TRUNC, O_TMPFILE | O_RDWR})
+            EXPECT_FALSE(p.allows_value("openat", static_cast<uint64_t>(bad)))
+                << thread_role_name(role) << " flags " << std::oct << bad;
+    }
+    auto worker = seccomp_policy(ThreadRole::Worker);
+    EXPECT_TRUE(worker.allows_value("openat", O_RDWR | O_CREAT));
 }
 
 TEST(SeccompPolicy, SocketsAreInternetOnly) {
