@@ -44,8 +44,8 @@ check "debug hook: the process died at once, not after sleep 60 (${RUN_SECS}s)" 
 
 # ---- /proc of a running instance ----
 field() { sed -n "s/^$1:[[:space:]]*//p" "$2"; }
-echo "+ kvmsandbox --name sec -- sh -c 'touch ready; sleep 30' &"
-"$KVMSANDBOX" --name sec -- sh -c 'touch ready; sleep 30' </dev/null >vm.out 2>vm.err &
+echo "+ kvmsandbox --name sec --net user -- sh -c 'touch ready; sleep 30' &"
+"$KVMSANDBOX" --name sec --net user -- sh -c 'touch ready; sleep 30' </dev/null >vm.out 2>vm.err &
 VM_PID=$!
 for _ in $(seq 900); do
     [[ -e ready ]] && break
@@ -75,9 +75,12 @@ if [[ $(id -u) == 0 ]]; then
 fi
 check "2 vCPU threads" test "$(grep -c '^vcpu ' tasks.txt)" = 2
 check "4 worker threads" test "$(grep -c '^worker ' tasks.txt)" = 4
+check "a net-rx thread" test "$(grep -c '^net-rx ' tasks.txt)" = 1
+check "a slirp thread" test "$(grep -c '^slirp ' tasks.txt)" = 1
 check "every thread runs under a filter" test "$(awk '$2 != 2' tasks.txt | wc -l)" = 0
 check "every thread has no_new_privs" test "$(awk '$3 != 1' tasks.txt | wc -l)" = 0
-check "vCPU threads: no capability" test "$(awk '$1 == "vcpu" && $4 != "0000000000000000"' tasks.txt | wc -l)" = 0
+check "vCPU, net-rx and slirp threads: no capability" \
+    test "$(awk '$1 != "worker" && $4 != "0000000000000000"' tasks.txt | wc -l)" = 0
 if [[ $(id -u) == 0 ]]; then
     # CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID: the 9p server as root.
     check "workers keep exactly the 9p server's capabilities (root)" \
