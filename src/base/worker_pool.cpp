@@ -1,5 +1,7 @@
 #include "base/worker_pool.h"
 
+#include "base/thread_role.h"
+
 namespace kvmsandbox {
 
 WorkerPool::WorkerPool(size_t threads) {
@@ -25,6 +27,7 @@ void WorkerPool::submit(std::function<void()> job) {
 }
 
 void WorkerPool::run() {
+    enter_thread_role(ThreadRole::Worker);
     for (;;) {
         std::function<void()> job;
         {

@@ -18,6 +18,7 @@
 #include "control/vm_service.h"
 #include "sandbox/guest_config.h"
 #include "sandbox/guest_init_blob.h"
+#include "sandbox/hardening.h"
 #include "sandbox/initramfs.h"
 #include "sandbox/kernel_check.h"
 #include "sandbox/kernel_locator.h"
@@ -38,6 +39,7 @@ struct RunOptions {
     std::string rootfs;
     std::string init = "/sbin/init";
     DeviceArgs devices;
+    HardeningArgs hardening;
 };
 
 // The user's shell when it is an absolute path to an executable, else sh.
@@ -63,6 +65,7 @@ int run_shell(const RunOptions& o) {
     so.rootfs = o.rootfs;
     so.verbose = o.verbose;
     so.devices = o.devices;
+    so.hardening = o.hardening;
     so.kind = "run";
     return run_sandbox(so);
 }
@@ -97,8 +100,12 @@ int run_on_console(const RunOptions& o, MachineConfig cfg, const DevicePlan& dev
     cfg.console_in = STDIN_FILENO;
     cfg.console_out = STDOUT_FILENO;
 
+    auto hardening = plan_hardening(o.hardening);
+    if (!hardening) return own_error(hardening.error().message);
     auto claim = claim_instance_name(o.name);
     if (!claim) return own_error(claim.error().message);
+    // Before the first helper thread (the worker pool) starts.
+    if (auto r = sandbox::arm_hardening(*hardening); !r) return own_error(r.error().message);
     auto machine = Machine::create(cfg);
     if (!machine) {
         log::error("{}", machine.error().message);
@@ -106,6 +113,7 @@ int run_on_console(const RunOptions& o, MachineConfig cfg, const DevicePlan& dev
     }
     Machine& m = **machine;
     WorkerPool pool(4);
+    sandbox::HardeningGate hardening_gate;  // right after the pool: see its header
     if (auto r = attach_devices(m, devices, pool); !r) return own_error(r.error().message);
     VirtioBalloon* balloon = nullptr;
     if (o.balloon) {
@@ -118,6 +126,7 @@ int run_on_console(const RunOptions& o, MachineConfig cfg, const DevicePlan& dev
     control::VmService service(m, {claim->name(), "run"}, balloon,
                                [&m] { m.press_power_button(); });
     if (auto r = service.listen(claim->socket_path()); !r) return own_error(r.error().message);
+    if (auto r = hardening_gate.commit(); !r) return own_error(r.error().message);
     auto st = m.run();
     service.close();
     if (!st) {
@@ -221,6 +230,7 @@ void add_run_command(CLI::App& app, Dispatch& d) {
     sub->add_option("--init", opts->init,
                     "With --disk and no --initrd: the disk's init (default /sbin/init)");
     add_device_options(*sub, opts->devices, "user");
+    add_hardening_options(*sub, opts->hardening);
     sub->add_flag("-v,--verbose", opts->verbose, "Print what the VMM does on stderr");
     sub->callback([&d, opts] { d.action = [opts] { return run_vm(*opts); }; });
 }

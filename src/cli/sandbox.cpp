@@ -26,6 +26,7 @@
 #include "p9/server.h"
 #include "sandbox/guest_config.h"
 #include "sandbox/guest_init_blob.h"
+#include "sandbox/hardening.h"
 #include "sandbox/initramfs.h"
 #include "sandbox/kernel_check.h"
 #include "sandbox/kernel_locator.h"
@@ -71,6 +72,8 @@ int run_sandbox(const SandboxOptions& o) {
     // and --cpus before KVM), so a typo is named as such on any host.
     auto devices = plan_devices(o.devices);
     if (!devices) return own_error(devices.error().message);
+    auto hardening = plan_hardening(o.hardening);
+    if (!hardening) return own_error(hardening.error().message);
 
     auto mem = parse_size(o.mem);
     if (!mem) return own_error("--mem: " + mem.error().message);
@@ -122,6 +125,13 @@ int run_sandbox(const SandboxOptions& o) {
         ng = ::getgroups(ng, groups.data());
         if (ng > 0) spec.groups.assign(groups.begin(), groups.begin() + ng);
     }
+    // With --user the VM process serves the shares as that user, so the
+    // command runs as that user too: files it creates are theirs on both sides.
+    if (hardening->user) {
+        spec.uid = hardening->user->uid;
+        spec.gid = hardening->user->gid;
+        spec.groups = hardening->user->groups;
+    }
     spec.tty = tty;
     if (tty) {
         winsize ws{};
@@ -167,6 +177,8 @@ int run_sandbox(const SandboxOptions& o) {
     cfg.kvm_unusable_reason = kvm_unusable_reason(original_argv());
     raise_fd_limit();
 
+    // Before the first helper thread (the worker pool) starts.
+    if (auto r = sandbox::arm_hardening(*hardening); !r) return own_error(r.error().message);
     auto machine = Machine::create(cfg);
     if (!machine) return own_error(machine.error().message);
     Machine& m = **machine;
@@ -179,6 +191,7 @@ int run_sandbox(const SandboxOptions& o) {
     session.attach(*console);
 
     WorkerPool pool(4);
+    sandbox::HardeningGate hardening_gate;  // right after the pool: see its header
     for (const auto& s : shares->shares) {
         UniqueFd root(::open(s.host_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!root) return own_error(fmt::format("share {}: {}", s.host_path, std::strerror(errno)));
@@ -254,6 +267,9 @@ int run_sandbox(const SandboxOptions& o) {
     // CMD's terminal, whose line discipline does the rest. Restored on return.
     std::optional<RawTerminal> raw;
     if (tty) raw.emplace(STDIN_FILENO);
+    // Everything is open: from here every thread drops its privileges and
+    // loads its filter before it handles anything from the guest.
+    if (auto r = hardening_gate.commit(); !r) return own_error(r.error().message);
     auto st = m.run();
     service.close();  // the socket goes while the name is still ours
     console->drain_output();
@@ -300,6 +316,7 @@ void add_sandbox_form(CLI::App& app, Dispatch& d) {
     app.add_option("--share", o->shares, "Share HOST[:GUEST][:ro] with the guest (repeatable)")
         ->allow_extra_args(false);
     add_device_options(app, o->devices, "none");
+    add_hardening_options(app, o->hardening);
     app.add_option("--console-log", o->console_log, "Keep kernel and init messages in FILE");
     app.add_option("-n,--name", o->name,
                    "Instance name for list/stop/stat... (default: generated)");

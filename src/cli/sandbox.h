@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/device_options.h"
+#include "cli/hardening_options.h"
 
 namespace kvmsandbox::cli {
 
@@ -13,6 +14,7 @@ struct SandboxOptions {
     std::vector<std::string> command;
     std::string kernel, mem = "1G", console_log, name;
     DeviceArgs devices;
+    HardeningArgs hardening;
     std::string params;  // appended to the kernel command line
     std::string rootfs;  // a `setup` root to boot with, read-write
     std::vector<std::string> shares;

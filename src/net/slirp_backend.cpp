@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "base/log.h"
+#include "base/thread_role.h"
 
 namespace kvmsandbox {
 
@@ -213,6 +214,7 @@ VirtioDevice::Counters SlirpBackend::counters() const {
 // ---- the slirp thread -------------------------------------------------------
 
 void SlirpBackend::run() {
+    enter_thread_role(ThreadRole::Slirp);
     while (!stop_.load()) {
         uint32_t timeout = UINT32_MAX;
         {

@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "base/log.h"
+#include "base/thread_role.h"
 
 namespace kvmsandbox {
 
@@ -263,6 +264,7 @@ bool VirtioNet::transmit_locked(const VirtqChain& chain) {
 // ---- receive ----------------------------------------------------------------
 
 void VirtioNet::run() {
+    enter_thread_role(ThreadRole::NetRx);
     const int rx_fd = backend_->rx_fd();
     for (;;) {
         bool want_rx;

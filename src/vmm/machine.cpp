@@ -25,6 +25,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/terminal.h"
+#include "base/thread_role.h"
 #include "vmm/boot_cpu.h"
 
 namespace kvmsandbox {
@@ -565,6 +566,9 @@ Result<StopStatus> Machine::run() {
             threads_.emplace_back(vcpu_loop, std::move(ctx));
         }
     }
+    // Last: the vCPU threads are started, and a filter loaded now is not
+    // inherited by them (they load their own).
+    enter_thread_role(ThreadRole::Main);
     auto looped = loop_->run();
     stop(StopStatus{StopReason::HostError, looped ? "" : looped.error().message});
     for (auto& t : threads_)

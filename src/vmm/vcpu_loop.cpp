@@ -7,6 +7,8 @@
 
 #include <fmt/core.h>
 
+#include "base/thread_role.h"
+
 namespace kvmsandbox {
 
 namespace {
@@ -53,6 +55,8 @@ void install_vcpu_kick_handler() {
 }
 
 void vcpu_loop(VcpuLoopContext ctx) {
+    // Before the first KVM_RUN: from then on the guest drives this thread.
+    enter_thread_role(ThreadRole::Vcpu);
     kvm_run* run = ctx.vcpu->run_area();
     auto stop_with = [&](StopReason r, std::string msg) {
         if (ctx.on_stop) ctx.on_stop(StopStatus{r, std::move(msg)});

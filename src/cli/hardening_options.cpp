@@ -1,0 +1,30 @@
+#include "cli/hardening_options.h"
+
+#include <unistd.h>
+
+namespace kvmsandbox::cli {
+
+void add_hardening_options(CLI::App& app, HardeningArgs& args) {
+    app.add_option("--seccomp", args.seccomp,
+                   "Per-thread system call allow-lists once the VM runs: on (default) or off "
+                   "(for debugging only)")
+        ->check(CLI::IsMember({"on", "off"}));
+    app.add_option("--user", args.user,
+                   "When started as root: become UID[:GID] or NAME[:GROUP] once /dev/kvm, taps "
+                   "and files are open (the guest command runs as that user too)");
+}
+
+Result<sandbox::HardeningOptions> plan_hardening(const HardeningArgs& args) {
+    sandbox::HardeningOptions o;
+    o.seccomp = args.seccomp != "off";
+    if (!args.user.empty()) {
+        if (::geteuid() != 0) return failf("--user {}: only root can switch users", args.user);
+        auto u = sandbox::parse_user_spec(args.user);
+        if (!u) return std::unexpected(u.error());
+        o.user = *u;
+    }
+    sandbox::read_hardening_debug_env(o);
+    return o;
+}
+
+}  // namespace kvmsandbox::cli
