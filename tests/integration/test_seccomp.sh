@@ -112,7 +112,8 @@ chmod 600 t/sub/f2 && touch -d '2001-01-01' t/sub/f3 && truncate -s 3 t/sub/f4
 dd if=/dev/urandom of=t/big bs=64k count=32 2>/dev/null && sha256sum <t/big >big.guest.sum
 mkfifo t/fifo && rm t/fifo
 rm -f t/sub/f1* t/hard && rm -rf t/sub
-find /usr/lib 2>find.err | wc -l >find.count
+# Two levels: enough walking (2000 entries here) without 80 000 nested 9p round trips.
+find /usr/lib -maxdepth 2 2>find.err | wc -l >find.count
 # a disk
 mkdir -p /mnt/d && mount -t ext4 /dev/vda /mnt/d && head -c 1000000 /dev/urandom >/mnt/d/x &&
     sync && sha256sum </mnt/d/x >disk.a && sha256sum </mnt/d/x >disk.b && umount /mnt/d && echo disk-ok >disk.txt
@@ -127,12 +128,12 @@ check "no seccomp report" not_grep "seccomp" "$RUN_ERR"
 check "9p: 200 files written and read back" test "$(cat t/count 2>/dev/null)" = 200
 check "9p: the big file reads back on the host" test "$(cat big.guest.sum 2>/dev/null)" = "$(sha256sum <t/big)"
 check "9p: the removed directory is gone" test ! -e t/sub
-check "9p: find /usr/lib walks the tree ($(cat find.count 2>/dev/null) entries)" test "$(cat find.count 2>/dev/null || echo 0)" -gt 1000
+check "9p: find /usr/lib -maxdepth 2 walks the tree ($(cat find.count 2>/dev/null) entries)" test "$(cat find.count 2>/dev/null || echo 0)" -gt 1000
 if [[ -s find.err ]]; then
     echo "find's complaints (first 5):"
     head -n 5 find.err
 fi
-check "9p: find /usr/lib: no permission error" not_grep "ermission denied" find.err
+check "9p: find: no permission error" not_grep "ermission denied" find.err
 check "disk: written and read back" grep -qx disk-ok disk.txt
 check "net user: wget through slirp ($(cat wget.rc 2>/dev/null))" grep -qx 'wget 0' wget.rc
 check "net user: the same bytes" cmp -s www/page.txt fetched.txt
