@@ -29,6 +29,16 @@ run_vmm 30 --timeout soon -- true
 expect_one_line_error "--timeout soon" 125 "--timeout.*not a number"
 run_vmm 30 --kernel "$T_TMP/no-such-kernel" -- true
 expect_one_line_error "a missing kernel" 125 "no-such-kernel"
+# A kernel whose modules are not installed: the real one with another
+# version string (same length, first occurrence: the setup header's).
+if kernel=$(find_kernel) && command -v perl >/dev/null; then
+    v=${kernel##*/vmlinuz-}
+    perl -0777 -pe "s/\Q$v\E/9${v:1}/" "$kernel" >"$T_TMP/vmlinuz-nomods"
+    run_vmm 30 --kernel "$T_TMP/vmlinuz-nomods" -- true
+    expect_one_line_error "a kernel without its modules" 125 "has no modules.*install"
+else
+    echo "note: no guest kernel or no perl here: the kernel-without-modules case is not checked"
+fi
 run_vmm 30 --share "$T_TMP/no-such-dir" -- true
 expect_one_line_error "a share that does not exist" 125 "no-such-dir"
 run_vmm 30 --share "$T_TMP:relative/guest" -- true
