@@ -180,3 +180,27 @@ file_is() {
 not_grep() {
     ! LC_ALL=C grep -aqF -- "$1" "$2"
 }
+
+# ---- helpers for the network tests ----
+
+# free_port: a TCP port nobody listens on (from the kernel's own choice).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + RANDOM % 20000))
+}
+
+# start_httpd DIR FILE: busybox httpd serving DIR on 127.0.0.1 (loopback only:
+# a guest reaches it only through slirp's gateway), answering for DIR/FILE
+# before it returns. Sets HTTPD_PID (kill it on exit) and HPORT.
+start_httpd() {
+    local bb
+    bb=$(command -v busybox) || fail "busybox is not installed"
+    HPORT=$(free_port)
+    "$bb" httpd -f -p "127.0.0.1:$HPORT" -h "$1" &
+    HTTPD_PID=$!
+    for _ in $(seq 50); do
+        "$bb" wget -q -O /dev/null "http://127.0.0.1:$HPORT/$2" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    fail "the host's test HTTP server did not start"
+}

@@ -26,23 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_port: a TCP port nobody listens on (from the kernel's own choice).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-        echo $((20000 + RANDOM % 20000))
-}
-
 # The host's server: only on loopback, so the guest can only reach it
 # through slirp's gateway mapping.
 head -c 300000 /dev/urandom | base64 >www/page.txt
-HPORT=$(free_port)
-"$BB" httpd -f -p "127.0.0.1:$HPORT" -h "$work/www" &
-HTTPD_PID=$!
-for _ in $(seq 50); do
-    "$BB" wget -q -O /dev/null "http://127.0.0.1:$HPORT/page.txt" 2>/dev/null && break
-    sleep 0.1
-done
-"$BB" wget -q -O /dev/null "http://127.0.0.1:$HPORT/page.txt" || fail "the host's test HTTP server did not start"
+start_httpd "$work/www" page.txt
 
 # The guest: fetch the page, describe its network, serve a page of its own on
 # port 8080 and wait until the host has fetched it.

@@ -94,13 +94,7 @@ fi
 truncate -s 64M disk.img
 mkfs.ext4 -q -F -E nodiscard disk.img
 head -c 300000 /dev/urandom | base64 >www/page.txt
-HPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
-"$BB" httpd -f -p "127.0.0.1:$HPORT" -h "$work/www" &
-HTTPD_PID=$!
-for _ in $(seq 50); do
-    "$BB" wget -q -O /dev/null "http://127.0.0.1:$HPORT/page.txt" 2>/dev/null && break
-    sleep 0.1
-done
+start_httpd "$work/www" page.txt
 cat >guest.sh <<EOF
 set -u
 # 9p: create, write, append, read, rename, link, symlink, chmod, truncate, xattrs, unlink, rmdir
