@@ -5,8 +5,9 @@
 #   1. unit                    ctest -L unit in build/
 #   2. asan                    unit tests again in build-asan/ (ASan+UBSan, Debug)
 #   3. integration             ctest -L integration: on this host when its /dev/kvm
-#                              can boot a stock kernel, else inside one TCG-hosted VM
-#                              (scripts/kvm-in-tcg.sh); tests labelled "host" always
+#                              can boot a stock kernel, else inside TCG-hosted VMs
+#                              (scripts/kvm-in-tcg.sh), one per host core, sharing
+#                              one queue of tests; tests labelled "host" always
 #                              run on the host
 #   4. fuzz-smoke              ctest -L fuzz-smoke, if there are such tests
 #
@@ -16,7 +17,8 @@
 #
 # Env: KVMSANDBOX_TEST_STAGES   subset of "unit asan integration fuzz-smoke" (default: all)
 #      KVMSANDBOX_TEST_FORCE_TCG=1   run integration tests in the TCG VM even on a real KVM
-#      KVMSANDBOX_TCG_TIMEOUT   seconds for the whole TCG VM (default 3600)
+#      KVMSANDBOX_TCG_TIMEOUT   seconds for each TCG VM (default 3600)
+#      KVMSANDBOX_TCG_VMS       TCG VMs run side by side (default: nproc)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -119,6 +121,113 @@ run_ctest() {
     tally "$stage" "$junit" "$rc"
 }
 
+# ---- integration tests inside TCG-hosted VMs ----
+# Several VMs (one per host core: each emulated vCPU is one busy host thread)
+# take tests from one queue (scripts/lib/tcg-worker.sh), longest first. An
+# emulated machine can freeze as a whole (kvm-in-tcg.sh exits 123 when its
+# heartbeat stops): that says nothing about our tests, so the tests it had
+# taken and not finished go back to the queue and a fresh VM takes over, and
+# the run says so.
+tcg_queue=$results/tcg-queue
+
+# tcg_unclaimed: is any test of the queue not taken yet?
+tcg_unclaimed() {
+    local name
+    while IFS= read -r name; do
+        [[ -L $tcg_queue/claims/$name ]] || return 0
+    done <"$tcg_queue/order"
+    return 1
+}
+
+# tcg_slot SLOT: one VM after another in this slot until the queue is done.
+# A VM retires after KVMSANDBOX_TCG_VM_LIFE seconds of uptime (it takes no new
+# test then): every freeze seen so far came after 1150-1350 s of uptime, in
+# the middle of any test, and a fresh VM costs half a minute.
+tcg_slot() {
+    local slot=$1 vm=0 freezes=0 rc start c name log
+    while :; do
+        vm=$((vm + 1))
+        start=$SECONDS
+        rc=0
+        log=$results/tcg-console-$slot-$vm.log
+        # One vCPU: with two, QEMU's emulated nested SVM (7.2) sometimes
+        # crashes the VM's kernel or a nested guest when two nested guests
+        # run at once (measured: several failures in 6 rounds; none in
+        # 3 rounds with one vCPU, which was also no slower).
+        KVM_IN_TCG_CACHE=${KVM_IN_TCG_CACHE:-$build/kvm-in-tcg} \
+            bash "$root/scripts/kvm-in-tcg.sh" --timeout "${KVMSANDBOX_TCG_TIMEOUT:-3600}" \
+            --stall 120 --cpus "${KVMSANDBOX_TCG_CPUS:-1}" --log "$log" --workdir "$root" \
+            --env "KVMSANDBOX_TCG_VM_LIFE=${KVMSANDBOX_TCG_VM_LIFE:-900}" -- \
+            bash "$root/scripts/lib/tcg-worker.sh" "$tcg_queue" "$build" "$slot" </dev/null || rc=$?
+        echo "(TCG VM $slot.$vm: $((SECONDS - start)) s, exit $rc; console log: $log)"
+        if [[ $rc == 123 ]]; then
+            freezes=$((freezes + 1))
+            for c in "$tcg_queue"/claims/*; do
+                [[ -L $c && $(readlink "$c") == "$slot" ]] || continue
+                name=${c##*/}
+                [[ -s $tcg_queue/junit/$name.xml ]] && continue
+                rm -f "$c"
+                echo "integration: TCG VM $slot.$vm froze during $name (no heartbeat; console log $log); the test ran again in a fresh VM" >>"$tcg_queue/notes"
+            done
+            echo "TCG VM $slot.$vm froze; its unfinished tests went back to the queue"
+            ((freezes < 3)) || break
+        elif [[ $rc != 0 ]]; then
+            break
+        fi
+        tcg_unclaimed || break
+    done
+    echo "$rc" >"$tcg_queue/rc-$slot"
+}
+
+run_tcg_integration() {
+    local vms=${KVMSANDBOX_TCG_VMS:-$(nproc)} slot name rc
+    local -a pids=() names=()
+    ((vms >= 1)) || vms=1
+    rm -rf "$tcg_queue"
+    mkdir -p "$tcg_queue"/{claims,junit,logs}
+    mapfile -t names < <(ctest --test-dir "$build" -L '^integration$' -LE '^host$' -N </dev/null |
+        sed -n 's/^ *Test *#[0-9]*: *//p')
+    if [[ ${#names[@]} == 0 ]]; then
+        stage_failed "integration: ctest lists no integration tests"
+        return
+    fi
+    for name in "${names[@]}"; do
+        printf '%s %s\n' "$(awk -v n="$name" '$1 == n { print $2 }' "$root/tests/integration/tcg-seconds.txt")" "$name"
+    done | awk '{ if ($2 == "") { $2 = $1; $1 = 100 } print }' | sort -k1,1nr | awk '{ print $2 }' >"$tcg_queue/order"
+    echo "${#names[@]} tests, $vms VMs"
+    for ((slot = 1; slot <= vms; slot++)); do
+        tcg_slot "$slot" &
+        pids+=($!)
+        # Stagger the boots: both building the harness initramfs at once
+        # only wastes a core.
+        sleep 5
+    done
+    wait "${pids[@]}" || true
+    if [[ -s $tcg_queue/notes ]]; then
+        mapfile -t -O "${#notes[@]}" notes <"$tcg_queue/notes"
+    fi
+    for name in "${names[@]}"; do
+        if [[ -s $tcg_queue/junit/$name.xml ]]; then
+            if grep -q 'status="fail"' "$tcg_queue/junit/$name.xml"; then
+                echo "---- $name (from $tcg_queue/logs/$name.log) ----"
+                tail -n 80 "$tcg_queue/logs/$name.log"
+            fi
+            tally integration "$tcg_queue/junit/$name.xml" 0
+        else
+            stage_failed "integration: $name did not run to its end (see the TCG VM lines above and $results/tcg-console-*.log)"
+        fi
+    done
+    for ((slot = 1; slot <= vms; slot++)); do
+        rc=$(cat "$tcg_queue/rc-$slot" 2>/dev/null || echo none)
+        case $rc in
+            0) ;;
+            123) notes+=("integration: TCG VM slot $slot stopped after its third freeze") ;;
+            124) notes+=("integration: TCG VM $slot hit its time limit (KVMSANDBOX_TCG_TIMEOUT)") ;;
+            *) notes+=("integration: TCG VM $slot ended with exit $rc (125: the harness failed, see above)") ;;
+        esac
+    done
+}
+
 # ---- 0. setup and build ----
 banner "setup"
 if ! bash "$root/scripts/setup.sh" </dev/null; then
@@ -160,41 +269,8 @@ if want integration; then
         fi
         banner "integration tests, host-only ones (label host)"
         run_ctest integration-host "$build" -L '^host$' --no-tests=ignore
-        banner "integration tests inside a TCG-hosted VM ($why)"
-        junit=$results/integration.xml
-        # An emulated machine can freeze as a whole (kvm-in-tcg.sh exits 123
-        # when its heartbeat stops): that says nothing about our tests, so
-        # the group runs once more in a fresh VM, and the run says so.
-        for attempt in 1 2; do
-            rm -f "$junit"
-            start=$SECONDS
-            rc=0
-            # One vCPU: with two, QEMU's emulated nested SVM (7.2) sometimes
-            # crashes the VM's kernel or a nested guest when two nested guests
-            # run at once (measured: several failures in 6 rounds; none in
-            # 3 rounds with one vCPU, which was also no slower).
-            KVM_IN_TCG_CACHE=${KVM_IN_TCG_CACHE:-$build/kvm-in-tcg} \
-                bash "$root/scripts/kvm-in-tcg.sh" --timeout "${KVMSANDBOX_TCG_TIMEOUT:-3600}" \
-                --cpus "${KVMSANDBOX_TCG_CPUS:-1}" \
-                --log "$results/tcg-console.log" --workdir "$root" -- \
-                ctest --test-dir "$build" -L '^integration$' -LE '^host$' --no-tests=error \
-                --output-on-failure --output-junit "$junit" </dev/null || rc=$?
-            echo "(TCG VM: $((SECONDS - start)) s, exit $rc; console log: $results/tcg-console.log)"
-            [[ $rc == 123 && ! -s $junit && $attempt == 1 ]] || break
-            notes+=("integration: the TCG-hosted VM froze after $((SECONDS - start)) s (no heartbeat); the group ran again in a fresh VM")
-            echo "the TCG-hosted VM froze; running the integration group again in a fresh VM"
-        done
-        if [[ -s $junit ]]; then
-            tally integration "$junit" "$rc"
-        elif [[ $rc == 123 ]]; then
-            stage_failed "integration: the TCG VM froze twice (no heartbeat)"
-        elif [[ $rc == 124 ]]; then
-            stage_failed "integration: the TCG VM timed out"
-        elif [[ $rc == 125 ]]; then
-            stage_failed "integration: the TCG VM harness failed (see its message above)"
-        else
-            stage_failed "integration: ctest in the TCG VM produced no results (exit $rc)"
-        fi
+        banner "integration tests inside TCG-hosted VMs ($why)"
+        run_tcg_integration
     fi
 fi
 
