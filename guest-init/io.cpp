@@ -18,6 +18,13 @@ long long monotonic_ms() {
     return static_cast<long long>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+unsigned long long boottime_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull +
+           static_cast<unsigned long long>(ts.tv_nsec);
+}
+
 bool write_all(int fd, const void* data, size_t len) {
     const char* p = static_cast<const char*>(data);
     while (len > 0) {

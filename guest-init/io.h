@@ -24,6 +24,9 @@ bool write_all_deadline(int fd, const void* data, size_t len, int timeout_ms);
 // CLOCK_MONOTONIC in milliseconds, for deadlines.
 long long monotonic_ms();
 
+// CLOCK_BOOTTIME in nanoseconds: time since the guest kernel started.
+unsigned long long boottime_ns();
+
 // Sleeps (EINTR ends it early, which only shortens a polling interval).
 void sleep_ms(long ms);
 

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/log.h"
+#include "base/milestones.h"
 #include "cli/command.h"
 
 namespace {
@@ -71,7 +72,12 @@ int run_main(int argc, char** argv) {
         fmt::print(stderr, "{}", app.help());
         return cli::kExitOwnError;
     }
-    return dispatch.action();
+    int rc = dispatch.action();
+    // After the VM and everything it held are gone: "exit" includes tearing
+    // them down, as a user waiting for us sees it.
+    if (milestones::report_requested())
+        if (auto line = milestones::report_line()) fmt::print(stderr, "kvmsandbox: {}\n", *line);
+    return rc;
 }
 
 }  // namespace

@@ -20,7 +20,10 @@
 //      kPortControl host -> guest: text lines "signal N" (send signal N to
 //                   CMD's process group), "winsize ROWS COLS".
 //      kPortStatus  guest -> host: one text line when CMD is done:
-//                   "exit N" | "signal N" | "error CODE message"
+//                   "exit N" | "signal N" | "error CODE message";
+//                   before it, once CMD has been started,
+//                   "phase init=NS cmd=NS" (guest-init's CLOCK_BOOTTIME at its
+//                   start and after starting CMD, for the timing report)
 //                   (CODE 126: cannot execute, 127: not found, 125: init
 //                   failure). The host drains the stdout/stderr queues before
 //                   acting on it, since the ports are separate queues.

@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "base/log.h"
+#include "base/milestones.h"
 #include "sandbox/guest_protocol.h"
 
 namespace kvmsandbox {
@@ -69,6 +70,24 @@ std::optional<SessionStatus> parse_status_line(const std::string& line) {
             n, sp2 == std::string_view::npos ? "" : std::string(rest.substr(sp2 + 1))};
     }
     return std::nullopt;
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> parse_phase_line(const std::string& line) {
+    std::string_view l(line);
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.remove_suffix(1);
+    constexpr std::string_view kInit = "phase init=", kCmd = " cmd=";
+    if (!l.starts_with(kInit)) return std::nullopt;
+    l.remove_prefix(kInit.size());
+    auto sp = l.find(kCmd);
+    if (sp == std::string_view::npos) return std::nullopt;
+    uint64_t init = 0, cmd = 0;
+    std::string_view a = l.substr(0, sp), b = l.substr(sp + kCmd.size());
+    auto r1 = std::from_chars(a.data(), a.data() + a.size(), init);
+    auto r2 = std::from_chars(b.data(), b.data() + b.size(), cmd);
+    if (r1.ec != std::errc() || r1.ptr != a.data() + a.size() || r2.ec != std::errc() ||
+        r2.ptr != b.data() + b.size() || a.empty() || b.empty() || cmd < init)
+        return std::nullopt;
+    return std::pair{init, cmd};
 }
 
 // Host fd -> guest port. Pollable fds (pipes, terminals, sockets) are read
@@ -311,7 +330,13 @@ void SandboxSession::send_winsize(unsigned rows, unsigned cols) {
 }
 
 void SandboxSession::on_status_line(const std::string& line) {
+    if (auto phases = parse_phase_line(line)) {
+        milestones::mark(milestones::Milestone::GuestCmdStarted);
+        milestones::set_guest_phases(phases->first, phases->second);
+        return;
+    }
     if (status_) return;  // the first one counts
+    milestones::mark(milestones::Milestone::StatusReceived);
     auto st = parse_status_line(line);
     status_ = st ? *st : SessionStatus{125, "malformed status from the guest: " + line};
 }

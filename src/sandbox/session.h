@@ -3,9 +3,11 @@
 // (signals, window size) and the status line it ends with.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/event_loop.h"
@@ -56,5 +58,8 @@ class SandboxSession {
 
 // Parses "exit N" | "signal N" | "error CODE message".
 std::optional<SessionStatus> parse_status_line(const std::string& line);
+// Parses guest-init's "phase init=NS cmd=NS" (its clock when it started and
+// when CMD had been started); nullopt for anything else.
+std::optional<std::pair<uint64_t, uint64_t>> parse_phase_line(const std::string& line);
 
 }  // namespace kvmsandbox

@@ -7,6 +7,7 @@
 
 #include <fmt/core.h>
 
+#include "base/milestones.h"
 #include "base/thread_role.h"
 
 namespace kvmsandbox {
@@ -58,6 +59,7 @@ void vcpu_loop(VcpuLoopContext ctx) {
     // Before the first KVM_RUN: from then on the guest drives this thread.
     enter_thread_role(ThreadRole::Vcpu);
     kvm_run* run = ctx.vcpu->run_area();
+    milestones::mark(milestones::Milestone::FirstVcpuRun);
     auto stop_with = [&](StopReason r, std::string msg) {
         if (ctx.on_stop) ctx.on_stop(StopStatus{r, std::move(msg)});
     };

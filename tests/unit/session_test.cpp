@@ -8,6 +8,26 @@
 namespace kvmsandbox {
 namespace {
 
+TEST(SessionPhaseLine, ParsesBothClocks) {
+    auto p = parse_phase_line("phase init=1500000000 cmd=1600000000\n");
+    ASSERT_TRUE(p.has_value());
+    EXPECT_EQ(p->first, 1500000000u);
+    EXPECT_EQ(p->second, 1600000000u);
+}
+
+TEST(SessionPhaseLine, RejectsAnythingElse) {
+    for (const char* bad :
+         {"exit 0", "phase", "phase init=1", "phase init= cmd=2",
+          "phase init=1 cmd=", "phase init=x cmd=2", "phase init=1 cmd=2x", "phase init=5 cmd=4",
+          "phase init=-1 cmd=2", "phase init=99999999999999999999999 cmd=1"})
+        EXPECT_FALSE(parse_phase_line(bad).has_value()) << bad;
+}
+
+TEST(SessionPhaseLine, IsNotAStatus) {
+    // A guest sending the phase line first must not end the run with it.
+    EXPECT_FALSE(parse_status_line("phase init=1 cmd=2").has_value());
+}
+
 TEST(SessionStatusLine, ExitCodes) {
     for (int code : {0, 1, 42, 255}) {
         auto s = parse_status_line("exit " + std::to_string(code));
