@@ -21,7 +21,8 @@ die() {
 
 packages=(
     build-essential cmake ninja-build pkg-config
-    libseccomp-dev libcli11-dev libfmt-dev libgtest-dev libcap-dev libslirp-dev libglib2.0-dev
+    libseccomp-dev libcli11-dev libfmt-dev libgtest-dev libbenchmark-dev
+    libcap-dev libslirp-dev libglib2.0-dev
     e2fsprogs iproute2
     qemu-system-x86 busybox-static cpio clang-format
     clang-16 libclang-rt-16-dev
