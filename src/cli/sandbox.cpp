@@ -272,6 +272,7 @@ int run_sandbox(const SandboxOptions& o) {
     if (auto r = hardening_gate.commit(); !r) return own_error(r.error().message);
     auto st = m.run();
     service.close();  // the socket goes while the name is still ours
+    session.finish_output();
     console->drain_output();
     raw.reset();  // our own messages below need a cooked terminal
     if (!st) return own_error(st.error().message);
@@ -318,6 +319,7 @@ void add_sandbox_form(CLI::App& app, Dispatch& d) {
     add_device_options(app, o->devices, "none");
     add_hardening_options(app, o->hardening);
     app.add_option("--console-log", o->console_log, "Keep kernel and init messages in FILE");
+    app.add_option("-p,--params", o->params, "Extra kernel command line parameters");
     app.add_option("-n,--name", o->name,
                    "Instance name for list/stop/stat... (default: generated)");
     app.add_flag("--balloon", o->balloon, "Add a virtio-balloon device (kvmsandbox balloon)");

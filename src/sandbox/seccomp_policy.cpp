@@ -45,11 +45,12 @@ constexpr std::initializer_list<const char*> kNoExecMappings = {"mmap", "mprotec
 // paths do: virtio-net transmit into libslirp (which opens host sockets for
 // the guest's connections and reads /etc/resolv.conf for DNS) or a tap,
 // virtio-rng's getrandom, the balloon's madvise, the console's writes to our
-// streams, and re-arming the loop (openat: read-only, see kOpenWriteFlags).
+// streams (pwritev2 with RWF_NOWAIT, so a slow reader never stalls the
+// loop), and re-arming the loop (openat: read-only, see kOpenWriteFlags).
 constexpr std::initializer_list<const char*> kDeviceNotify = {
     "read",     "readv",       "poll",        "ppoll",      "epoll_ctl",  "eventfd2", "connect",
     "bind",     "getsockname", "getpeername", "setsockopt", "getsockopt", "sendto",   "sendmsg",
-    "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "statx",
+    "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "statx",    "pwritev2",
 };
 
 // The main loop, besides the device notify paths: epoll, the signalfd, the

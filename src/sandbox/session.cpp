@@ -1,11 +1,14 @@
 #include "sandbox/session.h"
 
+#include <limits.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <csignal>
 #include <deque>
@@ -201,21 +204,134 @@ class SandboxSession::InputPort : public ConsolePortBackend {
     bool close_on_eof_ = true;
 };
 
+// Guest port -> host fd. Never waits for a slow reader while the VM runs:
+// what our reader has no room for stays in the guest's queue (CMD's writes
+// block in the guest, as on a full pipe) and the port resumes when the fd is
+// writable, so the loop keeps serving signals, timers, the control socket and
+// the other devices meanwhile. Host memory holds none of the backlog.
 class SandboxSession::OutputPort : public ConsolePortBackend {
   public:
     // on_broken: our reader went away (EPIPE).
-    OutputPort(int fd, std::function<void()> on_broken)
-        : fd_(fd), on_broken_(std::move(on_broken)) {}
+    OutputPort(EventLoop& loop, int fd, std::function<void()> on_broken)
+        : loop_(loop), fd_(fd), on_broken_(std::move(on_broken)) {
+        struct stat st {};
+        // Files and block devices never wait for a reader (and epoll refuses
+        // them); pipes, sockets and terminals may.
+        pollable_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 && !S_ISREG(st.st_mode) &&
+                    !S_ISBLK(st.st_mode);
+        nowait_ = pollable_;
+    }
+    ~OutputPort() override {
+        if (watching_) loop_.remove(fd_);
+    }
+    void attach(VirtioConsole& c, uint32_t port) {
+        console_ = &c;
+        port_ = port;
+    }
+    // The VM has stopped: from now on wait for the reader, so that what the
+    // guest wrote is all delivered before we exit.
+    void set_blocking() { blocking_ = true; }
+
     void on_guest_output(std::span<const std::span<uint8_t>> data) override {
-        if (fd_ < 0 || broken_) return;
-        broken_ = !write_all(fd_, data);
-        if (broken_ && on_broken_) on_broken_();
+        (void)take_guest_output(data);
+    }
+    size_t take_guest_output(std::span<const std::span<uint8_t>> data) override {
+        size_t total = 0;
+        for (const auto& b : data) total += b.size();
+        if (fd_ < 0 || broken_) return total;
+        size_t done = 0, idx = 0, off = 0;  // progress: data[idx], byte off
+        while (done < total) {
+            iovec iov[kMaxIov];
+            int cnt = 0;
+            for (size_t i = idx, o = off; i < data.size() && cnt < kMaxIov; ++i, o = 0)
+                if (data[i].size() > o) iov[cnt++] = {data[i].data() + o, data[i].size() - o};
+            const ssize_t n = write_some(iov, cnt);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) {
+                if (!blocking_ && arm_writable()) return done;
+                pollfd p{fd_, POLLOUT, 0};
+                ::poll(&p, 1, 1000);
+                continue;
+            }
+            if (n <= 0) {
+                broken_ = true;
+                if (on_broken_) on_broken_();
+                return total;  // dropped, as a local writer's bytes would be
+            }
+            done += static_cast<size_t>(n);
+            for (size_t adv = static_cast<size_t>(n); adv > 0;) {
+                const size_t avail = data[idx].size() - off;
+                if (adv < avail) {
+                    off += adv;
+                    adv = 0;
+                } else {
+                    adv -= avail;
+                    ++idx;
+                    off = 0;
+                }
+            }
+        }
+        return total;
     }
 
   private:
+    static constexpr int kMaxIov = 64;
+
+    // One write that does not wait for the reader: -1/EAGAIN when it would.
+    ssize_t write_some(const iovec* iov, int cnt) {
+        if (!pollable_ || blocking_) return ::writev(fd_, iov, cnt);
+        if (nowait_) {
+            const ssize_t n = ::pwritev2(fd_, iov, cnt, -1, RWF_NOWAIT);
+            if (n >= 0 || errno != EOPNOTSUPP) return n;
+            nowait_ = false;  // e.g. a terminal, or a kernel whose pipes lack it
+        }
+        // poll() saying "writable" guarantees room for PIPE_BUF bytes.
+        pollfd p{fd_, POLLOUT, 0};
+        if (::poll(&p, 1, 0) == 0) {
+            errno = EAGAIN;
+            return -1;
+        }
+        iovec one = iov[0];
+        one.iov_len = std::min<size_t>(one.iov_len, PIPE_BUF);
+        return ::writev(fd_, &one, 1);
+    }
+    // Resumes the port once the fd is writable. False when the fd cannot be
+    // watched (the caller then waits for it here).
+    bool arm_writable() {
+        if (!console_ || !pollable_) return false;
+        if (!arming_) {
+            arming_ = true;
+            // Posted: this may run on a vCPU thread, and under the console's lock.
+            loop_.post([this] {
+                auto r = loop_.add(fd_, EPOLLOUT, [this](uint32_t) {
+                    loop_.remove(fd_);
+                    watching_ = false;
+                    arming_ = false;
+                    console_->resume_output(port_);
+                });
+                if (r) {
+                    watching_ = true;
+                } else {
+                    arming_ = false;
+                    set_blocking();  // unwatchable: fall back to waiting
+                    console_->resume_output(port_);
+                }
+            });
+        }
+        return true;
+    }
+
+    EventLoop& loop_;
     int fd_;
     std::function<void()> on_broken_;
+    VirtioConsole* console_ = nullptr;
+    uint32_t port_ = 0;
+    bool pollable_ = false;
+    bool nowait_ = false;
+    bool blocking_ = false;
     bool broken_ = false;
+    std::atomic<bool> arming_{false};  // an EPOLLOUT watch is posted or armed
+    bool watching_ = false;
 };
 
 class SandboxSession::StatusPort : public ConsolePortBackend {
@@ -291,8 +407,8 @@ SandboxSession::SandboxSession(EventLoop& loop, int in_fd, int out_fd, int err_f
         // (`kvmsandbox -- yes | head -1` must end); do the same to CMD.
         // (Posted: this runs under the console's lock, which sending takes.)
         auto sigpipe = [this] { loop_.post([this] { send_signal(SIGPIPE); }); };
-        out_ = std::make_unique<OutputPort>(out_fd, sigpipe);
-        err_ = std::make_unique<OutputPort>(err_fd, sigpipe);
+        out_ = std::make_unique<OutputPort>(loop, out_fd, sigpipe);
+        err_ = std::make_unique<OutputPort>(loop, err_fd, sigpipe);
     }
     status_port_ = std::make_unique<StatusPort>(*this);
     control_ = std::make_unique<ControlPort>();
@@ -318,7 +434,14 @@ void SandboxSession::attach(VirtioConsole& console) {
     console_ = &console;
     const uint32_t base = tty_ ? 1 : 3;
     input_->attach(console, 0);
+    if (out_) out_->attach(console, 1);
+    if (err_) err_->attach(console, 2);
     control_->attach(console, base + 1);
+}
+
+void SandboxSession::finish_output() {
+    if (out_) out_->set_blocking();
+    if (err_) err_->set_blocking();
 }
 
 void SandboxSession::send_signal(int sig) {

@@ -31,6 +31,10 @@ class SandboxSession {
     // Call once the console exists (before the VM runs).
     void attach(VirtioConsole& console);
 
+    // The VM has stopped: output still queued in the guest is to be written
+    // out in full, waiting for a slow reader (call before draining).
+    void finish_output();
+
     // Sends "signal N" to CMD's process group.
     void send_signal(int sig);
     void send_winsize(unsigned rows, unsigned cols);

@@ -208,13 +208,48 @@ void VirtioConsole::handle_control_message_locked(const uint8_t* msg) {
 }
 
 void VirtioConsole::handle_port_tx_locked(uint32_t port) {
+    Port& p = ports_[port];
+    std::vector<std::span<uint8_t>> rest;
     serve_queue_locked(
         tx_queue(port), [] { return true; },
-        [this, port](VirtqChain& chain) {
-            if (auto* b = ports_[port].spec.backend) b->on_guest_output(chain.readable);
-            bytes_from_guest_ += chain.readable_len;
+        [this, &p, &rest](VirtqChain& chain) {
+            // The guest owns the ring: the chain may have changed since a
+            // backend took part of it. Then its remainder is simply shorter.
+            const size_t skip = std::min<size_t>(p.tx_taken, chain.readable_len);
+            const size_t want = chain.readable_len - skip;
+            size_t took = want;
+            if (auto* b = p.spec.backend; b && want > 0) {
+                std::span<const std::span<uint8_t>> view = chain.readable;
+                if (skip > 0) {
+                    rest.clear();
+                    size_t left = skip;
+                    for (const auto& s : chain.readable) {
+                        if (left >= s.size()) {
+                            left -= s.size();
+                            continue;
+                        }
+                        rest.push_back(s.subspan(left));
+                        left = 0;
+                    }
+                    view = rest;
+                }
+                took = std::min(b->take_guest_output(view), want);
+            }
+            bytes_from_guest_ += took;
+            if (took < want) {
+                p.tx_taken = skip + took;
+                return Served{0, false, true};  // the rest waits in the queue
+            }
+            p.tx_taken = 0;
             return Served{0, true};
         });
+}
+
+void VirtioConsole::resume_output(uint32_t port) {
+    std::unique_lock lock(mu_);
+    if (!active_ || broken_ || port >= ports_.size()) return;
+    handle_port_tx_locked(port);
+    run_deferred(lock);
 }
 
 void VirtioConsole::run_deferred(std::unique_lock<std::mutex>& lock) {

@@ -29,6 +29,17 @@ class ConsolePortBackend {
     // Bytes the guest wrote to the port: views of guest memory, valid only
     // during the call. Runs on the thread that processed the queue.
     virtual void on_guest_output(std::span<const std::span<uint8_t>> data) = 0;
+    // Like on_guest_output, but may take only the first part of the bytes
+    // and returns how many it took: the device then leaves the rest in the
+    // guest's queue (the guest's writer waits, as a local one would on a full
+    // pipe) until the backend calls VirtioConsole::resume_output(). The
+    // default takes everything.
+    virtual size_t take_guest_output(std::span<const std::span<uint8_t>> data) {
+        on_guest_output(data);
+        size_t n = 0;
+        for (const auto& b : data) n += b.size();
+        return n;
+    }
     // The guest opened (true) or closed (false) its end of the port.
     virtual void on_guest_open(bool /*open*/) {}
     // The guest posted receive buffers: host-to-guest data can flow.
@@ -81,6 +92,9 @@ class VirtioConsole : public VirtioDevice {
     void set_host_open(uint32_t port, bool open);
     // Processes every guest -> host chain pending on any port.
     void drain_output();
+    // Serves `port`'s output again after its backend took less than it was
+    // given (take_guest_output) and can now take more.
+    void resume_output(uint32_t port);
 
     uint64_t bytes_to_guest() const { return bytes_to_guest_.load(std::memory_order_relaxed); }
     uint64_t bytes_from_guest() const { return bytes_from_guest_.load(std::memory_order_relaxed); }
@@ -96,6 +110,9 @@ class VirtioConsole : public VirtioDevice {
         bool guest_open = false;  // guest has the port open
         bool host_open = true;    // what we announce
         bool announced = false;   // PORT_OPEN sent at least once
+        // Bytes of the chain at the head of the transmit queue that the
+        // backend has already taken (it took only a part).
+        size_t tx_taken = 0;
     };
     static uint16_t rx_queue(uint32_t port) { return port == 0 ? 0 : 2 + 2 * port; }
     static uint16_t tx_queue(uint32_t port) { return port == 0 ? 1 : 3 + 2 * port; }

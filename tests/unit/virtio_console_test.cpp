@@ -286,6 +286,59 @@ TEST_F(VirtioConsoleTest, GuestOutputReachesBackendByteExact) {
     EXPECT_GE(irq.signals_for(txq(0)), 1u);
 }
 
+// A backend whose reader has room for `budget` bytes at a time.
+class SlowBackend : public ConsolePortBackend {
+  public:
+    void on_guest_output(std::span<const std::span<uint8_t>>) override { ADD_FAILURE(); }
+    size_t take_guest_output(std::span<const std::span<uint8_t>> data) override {
+        size_t took = 0;
+        for (const auto& b : data) {
+            size_t k = std::min(budget - took, b.size());
+            taken.append(reinterpret_cast<const char*>(b.data()), k);
+            took += k;
+            if (took == budget) break;
+        }
+        budget -= took;
+        return took;
+    }
+    size_t budget = 0;
+    std::string taken;
+};
+
+TEST_F(VirtioConsoleTest, SlowBackendLeavesTheRestInTheQueueUntilResumed) {
+    SlowBackend slow;
+    VirtioConsole c2({{"a", &slow}});
+    std::vector<std::unique_ptr<DriverQueue>> qs2;
+    std::vector<SplitQueue*> raw;
+    for (uint16_t i = 0; i < c2.num_queues(); ++i) {
+        qs2.push_back(std::make_unique<DriverQueue>(g, kQSize, C::kQueueSize));
+        raw.push_back(qs2.back()->ptr());
+    }
+    ASSERT_TRUE(c2.activate(C::kFMultiport, raw, irq).has_value());
+    qs2[1]->add_out_pieces({"abc", "defgh"});
+    qs2[1]->add_out("ij");
+    slow.budget = 4;  // room for part of the first chain only
+    c2.queue_notify(1);
+    EXPECT_EQ(slow.taken, "abcd");
+    EXPECT_TRUE(qs2[1]->collect_used().empty()) << "a chain only partly taken stays the guest's";
+    EXPECT_EQ(c2.bytes_from_guest(), 4u);
+
+    c2.queue_notify(1);  // the guest kicks again: still no room, nothing moves
+    EXPECT_EQ(slow.taken, "abcd");
+
+    slow.budget = 5;  // room for the rest of the first chain and one more byte
+    c2.resume_output(0);
+    EXPECT_EQ(slow.taken, "abcdefghi");
+    EXPECT_EQ(qs2[1]->collect_used().size(), 1u);
+
+    slow.budget = 100;
+    c2.resume_output(0);
+    EXPECT_EQ(slow.taken, "abcdefghij") << "the second chain resumes after its taken byte";
+    EXPECT_EQ(qs2[1]->collect_used().size(), 1u);
+    EXPECT_EQ(c2.bytes_from_guest(), 10u);
+    c2.resume_output(7);  // an unknown port is ignored
+}
+
 TEST_F(VirtioConsoleTest, DrainOutputProcessesPendingChains) {
     bring_up();
     q(txq(1)).add_out("no kick");
