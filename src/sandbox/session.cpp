@@ -217,8 +217,8 @@ class SandboxSession::OutputPort : public ConsolePortBackend {
         struct stat st {};
         // Files and block devices never wait for a reader (and epoll refuses
         // them); pipes, sockets and terminals may.
-        pollable_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 && !S_ISREG(st.st_mode) &&
-                    !S_ISBLK(st.st_mode);
+        pollable_ =
+            fd_ >= 0 && ::fstat(fd_, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
         nowait_ = pollable_;
     }
     ~OutputPort() override {
