@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 mapfile -t files < <(if [[ $# -gt 0 ]]; then printf '%s\n' "$@"; else
-    git ls-files 'src/*.cpp' 'src/*.h' 'guest-init/*.cpp' 'guest-init/*.h' 'tests/*.cpp'; fi)
+    git ls-files 'src/*.cpp' 'src/*.h' 'guest-init/*.cpp' 'guest-init/*.h' 'tests/*.cpp' 'bench/*.cpp'; fi)
 
 status=0
 echo "== clang-format"

@@ -32,7 +32,7 @@ constexpr uint32_t kFileFid = 1;
 constexpr uint32_t kWalkFid = 2;
 // The server's default ceiling: large enough for a 128 KiB Tread in one reply.
 constexpr uint32_t kMsize = 1024 * 1024;
-constexpr size_t kFileSize = 1024 * 1024;
+constexpr size_t kFileSize = size_t{1024} * 1024;
 constexpr const char* kFileName = "data";
 
 // Encodes one T-message (empty if it does not fit, which the first expect()
@@ -266,9 +266,9 @@ void BM_P9Read(benchmark::State& state) {
     }
     report_failures(state, failures);
     state.SetItemsProcessed(state.iterations());
-    state.SetBytesProcessed(state.iterations() * count);
+    state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(count));
 }
-BENCHMARK(BM_P9Read)->Arg(4 * 1024)->Arg(128 * 1024);
+BENCHMARK(BM_P9Read)->Arg(int64_t{4} * 1024)->Arg(int64_t{128} * 1024);
 
 }  // namespace
 }  // namespace kvmsandbox::p9

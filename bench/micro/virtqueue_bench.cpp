@@ -89,8 +89,9 @@ int64_t drain(SplitQueue& q) {
     for (;;) {
         auto chain = q.pop();
         if (!chain) return -1;
-        if (!*chain) break;
-        const VirtqChain& c = **chain;
+        const auto& posted = *chain;
+        if (!posted.has_value()) break;
+        const VirtqChain& c = *posted;
         descs += static_cast<int64_t>(c.readable.size() + c.writable.size());
         if (!q.push_used(c.head, c.writable_len)) return -1;
     }
@@ -123,8 +124,8 @@ void BM_VirtqueuePopPush(benchmark::State& state) {
         descs += n;
     }
     state.SetItemsProcessed(descs);
-    state.counters["chains_per_second"] =
-        benchmark::Counter(static_cast<double>(descs / chain_len), benchmark::Counter::kIsRate);
+    state.counters["chains_per_second"] = benchmark::Counter(
+        static_cast<double>(descs) / static_cast<double>(chain_len), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_VirtqueuePopPush)->Arg(1)->Arg(4)->ArgName("chain_len");
 

@@ -125,13 +125,15 @@ void VirtioConsole::serve_queue_locked(uint16_t q, More&& more, Serve&& serve) {
             fail_locked();
             return;
         }
-        if (!*chain) break;  // nothing posted: the driver notifies us when it posts more
-        const Served s = serve(**chain);
+        auto& posted = *chain;
+        if (!posted.has_value())
+            break;  // nothing posted: the driver notifies us when it posts more
+        const Served s = serve(*posted);
         if (s.keep) {
             vq->unpop();
             break;
         }
-        if (!vq->push_used((*chain)->head, s.written)) {
+        if (!vq->push_used(posted->head, s.written)) {
             fail_locked();
             return;
         }

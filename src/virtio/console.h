@@ -118,9 +118,9 @@ class VirtioConsole : public VirtioDevice {
     static uint16_t tx_queue(uint32_t port) { return port == 0 ? 1 : 3 + 2 * port; }
 
     struct Served {
-        uint32_t written;   // bytes stored in the chain's writable buffers
-        bool more;          // keep serving further chains
-        bool keep = false;  // give the chain back unused (SplitQueue::unpop)
+        uint32_t written = 0;  // bytes stored in the chain's writable buffers
+        bool more = false;     // keep serving further chains
+        bool keep = false;     // give the chain back unused (SplitQueue::unpop)
     };
     // Pops chains of queue `q` while more() holds, lets serve() fill or read
     // each, returns them to the driver and raises one interrupt for all.
