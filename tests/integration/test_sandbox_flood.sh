@@ -44,7 +44,8 @@ echo "VmRSS of the VMM: ${rss1} KiB, 15 s later ${rss2} KiB"
 check "the VMM did not grow while its reader stalled (${rss1} -> ${rss2} KiB)" \
     test $((rss2 - rss1)) -lt 16384
 "$KVMSANDBOX" stat flood >stat.txt 2>&1 || true
-check "the VMM still answers stat" grep -q '^console' stat.txt
+check "the VMM still answers stat while its output is stalled" grep -q '^console' stat.txt
+grep -q '^console' stat.txt || cat stat.txt
 
 # The reader goes away: CMD dies of SIGPIPE, as it would locally.
 exec 3>&-
