@@ -181,6 +181,18 @@ not_grep() {
     ! LC_ALL=C grep -aqF -- "$1" "$2"
 }
 
+# wait_for_file FILE PID [TRIES]: poll every 0.2 s (TRIES times, default 900)
+# until FILE exists or process PID has ended. Returns 1 if FILE never came.
+wait_for_file() {
+    local i
+    for ((i = 0; i < ${3:-900}; i++)); do
+        [[ -e $1 ]] && return 0
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.2
+    done
+    [[ -e $1 ]]
+}
+
 # ---- helpers for the network tests ----
 
 # free_port: a TCP port nobody listens on (from the kernel's own choice).

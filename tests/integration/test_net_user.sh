@@ -50,11 +50,7 @@ GPORT=$(free_port)
 echo "+ kvmsandbox --name netu --net user --publish $GPORT:8080 -- sh guest.sh"
 "$KVMSANDBOX" --name netu --net user --publish "$GPORT:8080" -- sh guest.sh </dev/null >vm.out 2>vm.err &
 VM_PID=$!
-for _ in $(seq 1500); do
-    [[ -e ready ]] && break
-    kill -0 "$VM_PID" 2>/dev/null || break
-    sleep 0.2
-done
+wait_for_file ready "$VM_PID" 1500 || true
 check "the guest's server started" test -e ready
 
 check "guest fetched the host's page through 10.0.2.2 ($(cat wget.rc 2>/dev/null))" grep -qx 'wget 0' wget.rc

@@ -30,11 +30,7 @@ echo "+ kvmsandbox --name flood --mem 256M -- sh -c 'touch flooding; cat /dev/ze
 "$KVMSANDBOX" --name flood --mem 256M -- sh -c 'touch flooding; exec cat /dev/zero' \
     </dev/null >out.fifo 2>vm.err 3>&- &
 VM_PID=$!
-for _ in $(seq 900); do
-    [[ -e flooding ]] && break
-    kill -0 "$VM_PID" 2>/dev/null || break
-    sleep 0.2
-done
+wait_for_file flooding "$VM_PID" 900 || true
 check "the flood started" test -e flooding
 sleep 5
 rss1=$(rss_kib "$VM_PID")

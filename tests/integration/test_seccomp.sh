@@ -47,11 +47,7 @@ field() { sed -n "s/^$1:[[:space:]]*//p" "$2"; }
 echo "+ kvmsandbox --name sec --net user -- sh -c 'touch ready; sleep 30' &"
 "$KVMSANDBOX" --name sec --net user -- sh -c 'touch ready; sleep 30' </dev/null >vm.out 2>vm.err &
 VM_PID=$!
-for _ in $(seq 900); do
-    [[ -e ready ]] && break
-    kill -0 "$VM_PID" 2>/dev/null || break
-    sleep 0.2
-done
+wait_for_file ready "$VM_PID" 900 || true
 check "the instance started its command" test -e ready
 cp "/proc/$VM_PID/status" main.status 2>/dev/null || true
 for t in /proc/"$VM_PID"/task/*; do
