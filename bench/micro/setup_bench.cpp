@@ -3,10 +3,13 @@
 // initramfs (guest-init, the modules, the run's config). Measured with this
 // machine's real kernel and modules, to know what caching either would save.
 #include <benchmark/benchmark.h>
+#include <stdlib.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "sandbox/boot_cache.h"
 #include "sandbox/guest_init_blob.h"
 #include "sandbox/initramfs.h"
 #include "sandbox/kernel_check.h"
@@ -57,6 +60,28 @@ void BM_BuildInitramfs(benchmark::State& state) {
     state.counters["archive_bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK(BM_BuildInitramfs)->Unit(benchmark::kMicrosecond);
+
+// What a start pays with the boot cache warm: the key (stats and the
+// kernel's release) and reading the stored image.
+void BM_PrepareBootImageCached(benchmark::State& state) {
+    const std::string kernel = host_kernel();
+    char tmpl[] = "/tmp/kvmsandbox-bench-cache-XXXXXX";
+    const char* dir = ::mkdtemp(tmpl);
+    if (kernel.empty() || dir == nullptr) {
+        state.SkipWithError("no usable kernel, or no temporary directory");
+        return;
+    }
+    BootCache cache(std::string(dir) + "/boot");
+    if (auto r = prepare_boot_image(cache, guest_init_binary(), kernel, {}); !r) {
+        state.SkipWithError(r.error().message.c_str());
+    } else {
+        for (auto _ : state)
+            benchmark::DoNotOptimize(prepare_boot_image(cache, guest_init_binary(), kernel, {}));
+        state.SetItemsProcessed(state.iterations());
+    }
+    std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_PrepareBootImageCached)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace kvmsandbox

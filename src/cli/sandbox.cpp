@@ -24,6 +24,8 @@
 #include "cli/sandbox.h"
 #include "control/vm_service.h"
 #include "p9/server.h"
+#include "sandbox/boot_cache.h"
+#include "sandbox/cpio_writer.h"
 #include "sandbox/guest_config.h"
 #include "sandbox/guest_init_blob.h"
 #include "sandbox/hardening.h"
@@ -86,8 +88,9 @@ int run_sandbox(const SandboxOptions& o) {
     }
     std::vector<std::string> extra_modules = device_modules(*devices);
     if (o.balloon) extra_modules.push_back("virtio_balloon");
-    auto plan = plan_kernel(kernel, "/lib/modules", extra_modules);
-    if (!plan) return own_error(plan.error().message);
+    BootCache boot_cache(BootCache::default_dir());
+    auto boot = prepare_boot_image(boot_cache, guest_init_binary(), kernel, extra_modules);
+    if (!boot) return own_error(boot.error().message);
     // The name is taken before anything slow, so a clash is reported at once.
     auto claim = claim_instance_name(o.name);
     if (!claim) return own_error(claim.error().message);
@@ -141,15 +144,12 @@ int run_sandbox(const SandboxOptions& o) {
         }
     }
     if (const char* home = std::getenv("HOME"); home && *home == '/') spec.home = home;
-    std::vector<InitramfsModule> modules;
-    for (const auto& m : plan->modules) {
-        spec.modules.push_back(m.file_name());
-        modules.push_back({m.file_name(), m.absolute_path});
-    }
+    spec.modules = boot->module_files;
     spec.shares = *shares;
     spec.net = guest_net_spec(*devices);
-    auto initrd = build_sandbox_initramfs(guest_init_binary(), modules, encode_guest_config(spec));
-    if (!initrd) return own_error(initrd.error().message);
+    auto config = build_config_archive(encode_guest_config(spec));
+    if (!config) return own_error(config.error().message);
+    append_cpio_archive(boot->archive, *config);
 
     // Where kernel and init messages go: never CMD's streams.
     UniqueFd console_log;
@@ -166,8 +166,8 @@ int run_sandbox(const SandboxOptions& o) {
     }
 
     MachineConfig cfg;
-    cfg.kernel_path = plan->kernel_path;
-    cfg.initrd_data = std::move(*initrd);
+    cfg.kernel_path = kernel;
+    cfg.initrd_data = std::move(boot->archive);
     cfg.extra_cmdline = o.verbose ? "loglevel=7 kvmsandbox.debug" : "quiet loglevel=1";
     if (!o.params.empty()) cfg.extra_cmdline += " " + o.params;
     cfg.cpus = o.cpus;

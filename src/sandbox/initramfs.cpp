@@ -8,9 +8,8 @@
 
 namespace kvmsandbox {
 
-Result<std::vector<uint8_t>> build_sandbox_initramfs(std::span<const uint8_t> init_binary,
-                                                     const std::vector<InitramfsModule>& modules,
-                                                     const std::string& config) {
+Result<std::vector<uint8_t>> build_boot_archive(std::span<const uint8_t> init_binary,
+                                                const std::vector<InitramfsModule>& modules) {
     if (init_binary.empty()) return fail("the guest init binary is missing from this build");
     CpioWriter w;
     if (auto r = w.add_file("init", 0755, init_binary); !r) return std::unexpected(r.error());
@@ -26,9 +25,25 @@ Result<std::vector<uint8_t>> build_sandbox_initramfs(std::span<const uint8_t> in
     for (const auto& d : root_skeleton_dirs())
         if (auto r = w.add_directory(root + "/" + d.path, d.mode); !r)
             return std::unexpected(r.error());
+    return w.finish();
+}
+
+Result<std::vector<uint8_t>> build_config_archive(const std::string& config) {
+    CpioWriter w;
     if (auto r = w.add_file(std::string(guest::kConfigPath).substr(1), 0600, config); !r)
         return std::unexpected(r.error());
     return w.finish();
+}
+
+Result<std::vector<uint8_t>> build_sandbox_initramfs(std::span<const uint8_t> init_binary,
+                                                     const std::vector<InitramfsModule>& modules,
+                                                     const std::string& config) {
+    auto boot = build_boot_archive(init_binary, modules);
+    if (!boot) return boot;
+    auto cfg = build_config_archive(config);
+    if (!cfg) return cfg;
+    append_cpio_archive(*boot, *cfg);
+    return boot;
 }
 
 }  // namespace kvmsandbox

@@ -17,9 +17,17 @@ struct InitramfsModule {
 };
 
 // Returns a newc cpio archive (uncompressed: the kernel unpacks it fastest
-// that way, and it is never written to disk).
+// that way). It is build_boot_archive followed by build_config_archive: the
+// kernel unpacks concatenated archives in order.
 Result<std::vector<uint8_t>> build_sandbox_initramfs(std::span<const uint8_t> init_binary,
                                                      const std::vector<InitramfsModule>& modules,
                                                      const std::string& config);
+
+// The part that is the same on every start with this kernel: /init, the
+// modules, the root skeleton (BootCache keeps it).
+Result<std::vector<uint8_t>> build_boot_archive(std::span<const uint8_t> init_binary,
+                                                const std::vector<InitramfsModule>& modules);
+// The run's own part: the config file.
+Result<std::vector<uint8_t>> build_config_archive(const std::string& config);
 
 }  // namespace kvmsandbox

@@ -12,6 +12,11 @@ work=$T_TMP/work
 mkdir -p "$work"
 cd "$work" || exit 1
 
+# The boot cache (kernel plan and initramfs) in a directory of our own: the
+# first start stores one image, the following ones reuse it.
+export XDG_CACHE_HOME=$T_TMP/cache
+unset KVMSANDBOX_NO_CACHE
+
 # show_if_bad RC_WANTED: show the last run's streams when its status is not RC_WANTED.
 show_if_bad() { [[ $RUN_RC == "$1" ]] || show_run; }
 
@@ -45,5 +50,19 @@ check "./notexec: it did not run" not_grep should-not-run "$RUN_OUT"
 check "./notexec: stderr says why (permission denied / cannot execute)" \
     grep -Eqi 'permission denied|cannot execute|not executable' "$RUN_ERR"
 show_if_bad 126
+
+imgs() { find "$XDG_CACHE_HOME/kvmsandbox/boot" -name '*.img' 2>/dev/null | wc -l; }
+check "the starts above stored one boot image and reused it (found $(imgs))" test "$(imgs)" = 1
+check "the boot cache directory is private (mode $(stat -c %a "$XDG_CACHE_HOME/kvmsandbox/boot" 2>/dev/null))" \
+    test "$(stat -c %a "$XDG_CACHE_HOME/kvmsandbox/boot" 2>/dev/null)" = 700
+# A damaged image is rebuilt, not trusted.
+for f in "$XDG_CACHE_HOME"/kvmsandbox/boot/*.img; do truncate -s 100 "$f"; done
+run_sandbox /dev/null 180 -- sh -c 'exit 3'
+check "a truncated boot image: the run still works (exit 3, got $RUN_RC)" test "$RUN_RC" = 3
+show_if_bad 3
+check "... and the image was stored whole again" \
+    test "$(stat -c %s "$XDG_CACHE_HOME"/kvmsandbox/boot/*.img 2>/dev/null | head -1)" -gt 100000
+KVMSANDBOX_NO_CACHE=1 run_sandbox /dev/null 180 -- true
+check "KVMSANDBOX_NO_CACHE=1: the run works without the cache (got $RUN_RC)" test "$RUN_RC" = 0
 
 finish
