@@ -215,10 +215,13 @@ class SandboxSession::OutputPort : public ConsolePortBackend {
     OutputPort(EventLoop& loop, int fd, std::function<void()> on_broken)
         : loop_(loop), fd_(fd), on_broken_(std::move(on_broken)) {
         struct stat st {};
-        // Files and block devices never wait for a reader (and epoll refuses
-        // them); pipes, sockets and terminals may.
-        pollable_ =
-            fd_ >= 0 && ::fstat(fd_, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+        // Pipes, sockets and terminals may wait for a reader. Files, block
+        // devices and other character devices (/dev/null) do not, and are
+        // written plainly: epoll refuses files, and /dev/null knows no
+        // RWF_NOWAIT (the poll fallback would cut its writes to PIPE_BUF).
+        pollable_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 &&
+                    (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ||
+                     (S_ISCHR(st.st_mode) && ::isatty(fd_)));
         nowait_ = pollable_;
     }
     ~OutputPort() override {
