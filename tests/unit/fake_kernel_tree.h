@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,22 @@ namespace kvmsandbox::fake {
 namespace fs = std::filesystem;
 
 inline constexpr const char* kRelease = "6.1.0-99-fake";
+
+// A minimal bzImage: boot sector signature, "HdrS", protocol 2.15, and the
+// kernel_version pointer to a version string inside the setup code.
+inline std::vector<uint8_t> fake_bzimage(const std::string& version, uint16_t ptr = 0x0400) {
+    std::vector<uint8_t> img(0x2000, 0);
+    img[0x1fe] = 0x55;
+    img[0x1ff] = 0xaa;
+    std::memcpy(&img[0x202], "HdrS", 4);
+    img[0x206] = 0x0f;
+    img[0x207] = 0x02;
+    img[0x20e] = static_cast<uint8_t>(ptr & 0xff);
+    img[0x20f] = static_cast<uint8_t>(ptr >> 8);
+    if (0x200u + ptr + version.size() < img.size())
+        std::copy(version.c_str(), version.c_str() + version.size() + 1, img.begin() + 0x200 + ptr);
+    return img;
+}
 
 // A /boot with a synthetic bzImage and a /lib/modules beside it.
 struct FakeSystem {
@@ -31,15 +48,8 @@ struct FakeSystem {
         fs::create_directories(modules_root);
         // Named unlike its release on purpose: the release comes from the image.
         kernel = dir / "boot" / "vmlinuz-custom";
-        std::vector<uint8_t> img(0x1000, 0);
-        img[0x1fe] = 0x55;
-        img[0x1ff] = 0xaa;
-        std::memcpy(&img[0x202], "HdrS", 4);
-        img[0x206] = 0x0f;
-        img[0x207] = 0x02;
-        img[0x20f] = 0x03;  // kernel_version = 0x300 -> string at 0x500
-        std::string v = std::string(kRelease) + " (builder@host) #1 SMP";
-        std::memcpy(&img[0x500], v.c_str(), v.size() + 1);
+        // kernel_version 0x300: the string at 0x500.
+        auto img = fake_bzimage(std::string(kRelease) + " (builder@host) #1 SMP", 0x300);
         std::ofstream(kernel, std::ios::binary)
             .write(reinterpret_cast<const char*>(img.data()),
                    static_cast<std::streamsize>(img.size()));

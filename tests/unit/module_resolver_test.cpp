@@ -7,10 +7,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fake_kernel_tree.h"
+
 using namespace kvmsandbox;
 namespace fs = std::filesystem;
 
 namespace {
+
+using kvmsandbox::fake::fake_bzimage;
 
 // A module tree laid out like /lib/modules/<release>: modules.dep,
 // modules.builtin and dummy .ko files.
@@ -176,22 +180,6 @@ TEST(ModuleResolver, CompressedModulesNeedKernelDecompression) {
 }
 
 namespace {
-
-// A minimal bzImage: boot sector signature, "HdrS", protocol 2.15, and the
-// kernel_version pointer to a version string inside the setup code.
-std::vector<uint8_t> fake_bzimage(const std::string& version, uint16_t ptr = 0x0400) {
-    std::vector<uint8_t> img(0x2000, 0);
-    img[0x1fe] = 0x55;
-    img[0x1ff] = 0xaa;
-    std::memcpy(&img[0x202], "HdrS", 4);
-    img[0x206] = 0x0f;
-    img[0x207] = 0x02;
-    img[0x20e] = static_cast<uint8_t>(ptr & 0xff);
-    img[0x20f] = static_cast<uint8_t>(ptr >> 8);
-    if (0x200u + ptr + version.size() < img.size())
-        std::memcpy(&img[0x200 + ptr], version.c_str(), version.size() + 1);
-    return img;
-}
 
 void write_bytes(const fs::path& p, const std::vector<uint8_t>& b) {
     std::ofstream f(p, std::ios::binary);
