@@ -86,6 +86,8 @@ if ((short)); then size_mb=16 nfiles=1000 runs=1 start_runs=2; else size_mb=256 
 runs=${KVMSANDBOX_BENCH_RUNS:-$runs}
 
 now() { date +%s.%N; }
+# median: the median of the numbers on stdin (nan when there are none).
+median() { sort -g | awk '{a[NR]=$1} END { if (NR) print a[int((NR+1)/2)]; else print "nan" }'; }
 # time_cmd CMD...: seconds taken by CMD (median of $runs runs, or $n_runs).
 time_cmd() {
     local t=() s e i n=${n_runs:-$runs}
@@ -95,15 +97,13 @@ time_cmd() {
         e=$(now)
         t+=("$(awk -v a="$s" -v b="$e" 'BEGIN { printf "%.4f", b - a }')")
     done
-    printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+    printf '%s\n' "${t[@]}" | median
 }
 
 head -c $((size_mb * 1024 * 1024)) /dev/urandom >big.bin
 mkdir -p tree
 (cd tree && for ((i = 0; i < nfiles; i++)); do : >"f$i"; done)
 
-# median: the median of the numbers on stdin.
-median() { sort -g | awk '{a[NR]=$1} END { if (NR) print a[int((NR+1)/2)]; else print "nan" }'; }
 
 rows=()
 add() {  # name host guest [unit-size-MiB]; host "-": no host counterpart
