@@ -13,6 +13,7 @@
 
 #include <fmt/core.h>
 
+#include "base/cache_files.h"
 #include "base/file.h"
 #include "base/unique_fd.h"
 #include "sandbox/guest_protocol.h"
@@ -29,29 +30,10 @@ constexpr std::string_view kMagic = "kvmsandbox-boot-cache-1";
 constexpr size_t kMaxCacheFile = 256u << 20;
 constexpr size_t kKeepImages = 8;
 
-// "path size mtime-ns inode", or "path -" when it does not exist: enough to
-// notice a reinstall or an edit without reading the file.
-std::string identity(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return path + " -\n";
-    return fmt::format("{} {} {}.{:09} {}\n", path, static_cast<long long>(st.st_size),
-                       static_cast<long long>(st.st_mtim.tv_sec), st.st_mtim.tv_nsec,
-                       static_cast<unsigned long long>(st.st_ino));
-}
-
 std::string self_path() {
     std::error_code ec;
     auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
     return ec ? std::string("/proc/self/exe") : p.string();
-}
-
-uint64_t fnv1a(std::string_view s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 0x100000001b3ull;
-    }
-    return h;
 }
 
 std::string encode(const std::string& key, const BootImage& img) {
@@ -93,25 +75,10 @@ bool write_whole(int fd, std::string_view data) {
     return true;
 }
 
-// Each kernel or kvmsandbox update leaves an image behind: keep the newest few.
-void prune(const std::string& dir, size_t keep) {
-    std::error_code ec;
-    std::vector<std::pair<std::filesystem::file_time_type, std::filesystem::path>> imgs;
-    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-        if (e.path().extension() == ".img") imgs.emplace_back(e.last_write_time(ec), e.path());
-    if (imgs.size() <= keep) return;
-    std::sort(imgs.begin(), imgs.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first; });
-    for (size_t i = keep; i < imgs.size(); ++i) std::filesystem::remove(imgs[i].second, ec);
-}
-
 // Best effort: a temporary file renamed into place, so a reader never sees
 // half a file and two starts racing both leave a whole one.
 void store(const std::string& dir, const std::string& path, std::string_view data) {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return;
-    ::chmod(dir.c_str(), 0700);
+    if (!make_private_dir(dir)) return;
     std::string tmp = path + ".XXXXXX";
     UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
     if (!fd) return;
@@ -119,7 +86,7 @@ void store(const std::string& dir, const std::string& path, std::string_view dat
         ::unlink(tmp.c_str());
         return;
     }
-    prune(dir, kKeepImages);
+    prune_cache(dir, ".img", kKeepImages);
 }
 
 }  // namespace
@@ -135,7 +102,7 @@ std::string BootCache::default_dir() {
 }
 
 std::string BootCache::path_for(const std::string& key) const {
-    return dir_.empty() ? std::string() : fmt::format("{}/{:016x}.img", dir_, fnv1a(key));
+    return dir_.empty() ? std::string() : fmt::format("{}/{:016x}.img", dir_, fnv1a64(key));
 }
 
 Result<BootImage> BootCache::get(const std::string& key,
@@ -160,11 +127,11 @@ Result<std::string> boot_cache_key(const std::string& kernel_path,
     const std::string mods = modules_root + "/" + *release;
     const auto kdir = std::filesystem::path(kernel_path).parent_path().string();
     std::string key = "release " + *release + "\n";
-    key += identity(kernel_path);
-    key += identity(mods + "/modules.dep");
-    key += identity(mods + "/modules.builtin");
-    key += identity(kdir + "/config-" + *release);
-    key += identity(self_path());
+    key += file_identity(kernel_path);
+    key += file_identity(mods + "/modules.dep");
+    key += file_identity(mods + "/modules.builtin");
+    key += file_identity(kdir + "/config-" + *release);
+    key += file_identity(self_path());
     for (const auto& m : extra_modules) key += "extra " + m + "\n";
     return key;
 }
