@@ -3,7 +3,12 @@
 // parses) choose_kernel_addr, load_kernel, place_initrd and
 // write_boot_params against 8 MiB of fake guest RAM at address 0, checking
 // what each step promises. The command line's length is the image's last byte
-// times 8, so it sometimes exceeds the header's cmdline_size.
+// times 8, so it sometimes exceeds the header's cmdline_size. The same input
+// also goes through parse_vmlinux and load_vmlinux (the unpacked kernel in the
+// boot cache: a file of our own, but a corrupt one must fail cleanly).
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -16,6 +21,7 @@
 #include "arch/x86/bzimage.h"
 #include "arch/x86/e820.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/vmlinux.h"
 #include "fuzz_check.h"
 #include "memory/guest_memory.h"
 
@@ -39,6 +45,36 @@ bool starts_with(std::string_view s, std::string_view p) {
     return s.substr(0, p.size()) == p;
 }
 
+void check_vmlinux(Ram& ram, std::span<const uint8_t> file) {
+    const auto head = file.first(std::min(file.size(), kVmlinuxHeadBytes));
+    auto k = parse_vmlinux(head, file.size());
+    if (!k) {
+        FUZZ_CHECK(starts_with(k.error().message, "not a vmlinux: "));
+        return;
+    }
+    // What parse_vmlinux promises: segments inside the file, not wrapping,
+    // not overlapping, and the span they cover.
+    FUZZ_CHECK(!k->segments.empty() && k->load_start < k->load_end);
+    for (const auto& s : k->segments) {
+        FUZZ_CHECK(s.file_size <= s.mem_size);
+        FUZZ_CHECK(s.file_offset <= file.size() && s.file_size <= file.size() - s.file_offset);
+        FUZZ_CHECK(s.paddr >= k->load_start && s.paddr + s.mem_size <= k->load_end);
+    }
+    static int fd = ::memfd_create("fuzz-vmlinux", MFD_CLOEXEC);
+    FUZZ_CHECK(fd >= 0);
+    FUZZ_CHECK(::ftruncate(fd, 0) == 0);
+    FUZZ_CHECK(::pwrite(fd, file.data(), file.size(), 0) == static_cast<ssize_t>(file.size()));
+    auto loaded = load_vmlinux(ram.mem, *k, fd, kHighMemStart);
+    const bool fits = k->load_start >= kHighMemStart && k->load_end <= kRamSize;
+    FUZZ_CHECK(loaded.has_value() == fits);
+    if (!fits) return;
+    for (const auto& s : k->segments) {
+        FUZZ_CHECK(
+            std::memcmp(ram.buf.data() + s.paddr, file.data() + s.file_offset, s.file_size) == 0);
+        for (uint64_t i = s.file_size; i < s.mem_size; ++i) FUZZ_CHECK(ram.buf[s.paddr + i] == 0);
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -46,6 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Its own allocation, so ASan catches a read past the image.
     const std::vector<uint8_t> image(data, data + size);
     const std::span<const uint8_t> file(image);
+    check_vmlinux(*ram, file);
 
     auto k = parse_bzimage(file);
     if (!k) {
@@ -73,6 +110,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto code = k->kernel(file);
     FUZZ_CHECK(code.size() == k->kernel_size && code.data() == image.data() + k->kernel_offset);
     FUZZ_CHECK(k->kernel(file.first(size - 1)).empty());
+    // The payload lies inside the protected-mode kernel, or there is none.
+    const auto payload = k->payload(file);
+    if (!payload.empty()) {
+        FUZZ_CHECK(payload.data() >= code.data());
+        FUZZ_CHECK(payload.data() + payload.size() <= code.data() + code.size());
+    }
+    // Parsing from the header bytes alone agrees with parsing the whole file.
+    auto from_head = parse_bzimage_header(file.first(std::min<size_t>(size, 0x1000)), size);
+    FUZZ_CHECK(from_head.has_value());
+    FUZZ_CHECK(from_head->kernel_size == k->kernel_size &&
+               from_head->setup_header == k->setup_header);
     const uint64_t footprint = k->load_footprint();
     FUZZ_CHECK(footprint >= k->kernel_size && footprint >= k->init_size);
 

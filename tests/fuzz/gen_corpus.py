@@ -178,7 +178,8 @@ def virtq_seeds():
 # ---- bzImage ----------------------------------------------------------------
 
 def bzimage(setup_sects=1, kernel_bytes=512, protocol=0x020F, header_len=0x6A, relocatable=1,
-            pref=0x100000, init_size=0x100000, align=0x200000, cmdline_size=2047, tail=4):
+            pref=0x100000, init_size=0x100000, align=0x200000, cmdline_size=2047, tail=4,
+            payload=b""):
     setup = ((setup_sects or 4) + 1) * 512
     f = bytearray(setup + kernel_bytes)
     f[0x1F1] = setup_sects
@@ -198,6 +199,9 @@ def bzimage(setup_sects=1, kernel_bytes=512, protocol=0x020F, header_len=0x6A, r
     struct.pack_into("<I", f, 0x260, init_size)
     for i in range(setup, len(f)):
         f[i] = (i * 7) & 0xFF
+    if payload:
+        struct.pack_into("<II", f, 0x248, 0x100, len(payload))
+        f[setup + 0x100:setup + 0x100 + len(payload)] = payload
     f[-1] = tail
     return bytes(f)
 
@@ -210,6 +214,20 @@ def bzimage_seeds():
     write(T, "protocol_2_12", bzimage(protocol=0x020C, header_len=0x66, tail=0))
     write(T, "long_cmdline", bzimage(cmdline_size=255, tail=200))
     write(T, "elf", b"\x7fELF\x02\x01\x01" + bytes(57))
+    write(T, "vmlinux", vmlinux())
+    write(T, "with_payload", bzimage(kernel_bytes=1024, payload=b"\xfd7zXZ\x00" + bytes(10)))
+
+
+def vmlinux(entry=0x200000, segs=((0x200000, 64, 64, 5), (0x400000, 32, 4096, 6))):
+    """An x86-64 ELF executable: one PT_LOAD per (paddr, filesz, memsz, flags)."""
+    phoff, data_off = 64, 64 + 56 * len(segs)
+    eh = b"\x7fELF\x02\x01\x01" + bytes(9)
+    eh += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, phoff, 0, 0, 64, 56, len(segs), 64, 0, 0)
+    phs, body = b"", b""
+    for paddr, filesz, memsz, flags in segs:
+        phs += struct.pack("<IIQQQQQQ", 1, flags, data_off + len(body), paddr, paddr, filesz, memsz, 16)
+        body += bytes((i * 3) & 0xFF for i in range(filesz))
+    return eh + phs + body
 
 
 if __name__ == "__main__":

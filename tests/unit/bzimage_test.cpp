@@ -6,44 +6,13 @@
 #include <random>
 
 #include "base/file.h"
+#include "fake_boot_images.h"
 
 namespace kvmsandbox::x86 {
 namespace {
 
-void put16(std::vector<uint8_t>& b, size_t off, uint16_t v) {
-    b[off] = v & 0xff;
-    b[off + 1] = v >> 8;
-}
-void put32(std::vector<uint8_t>& b, size_t off, uint32_t v) {
-    for (int i = 0; i < 4; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put64(std::vector<uint8_t>& b, size_t off, uint64_t v) {
-    for (int i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-// A minimal well-formed bzImage: setup sectors with a protocol 2.15 header,
-// followed by `kernel_bytes` of "protected-mode kernel".
-std::vector<uint8_t> make_bzimage(uint8_t setup_sects = 4, size_t kernel_bytes = 64 * 1024) {
-    size_t setup = (size_t{setup_sects ? setup_sects : 4u} + 1) * 512;
-    std::vector<uint8_t> f(setup + kernel_bytes, 0);
-    f[0x1f1] = setup_sects;
-    put32(f, 0x1f4, static_cast<uint32_t>(kernel_bytes / 16));  // syssize
-    put16(f, 0x1fe, 0xaa55);
-    f[0x200] = 0xeb;
-    f[0x201] = 0x6a;  // header ends at 0x26c
-    std::memcpy(&f[0x202], "HdrS", 4);
-    put16(f, 0x206, 0x020f);
-    f[0x211] = 0x01;              // LOADED_HIGH
-    put32(f, 0x22c, 0x7fffffff);  // initrd_addr_max
-    put32(f, 0x230, 0x200000);    // kernel_alignment
-    f[0x234] = 1;                 // relocatable
-    put16(f, 0x236, kXlfKernel64 | kXlfCanBeLoadedAbove4G);
-    put32(f, 0x238, 2047);       // cmdline_size
-    put64(f, 0x258, 0x1000000);  // pref_address
-    put32(f, 0x260, 0x2000000);  // init_size
-    for (size_t i = setup; i < f.size(); ++i) f[i] = static_cast<uint8_t>(i * 7);
-    return f;
-}
+using testing::make_bzimage;
+using testing::put16;
 
 TEST(BzimageTest, AcceptsSyntheticImage) {
     auto f = make_bzimage();
@@ -66,7 +35,7 @@ TEST(BzimageTest, AcceptsSyntheticImage) {
     EXPECT_EQ(k->setup_header[0x202 - 0x1f1], 'H');
     auto code = k->kernel(f);
     ASSERT_EQ(code.size(), 64u * 1024);
-    EXPECT_EQ(code.data(), f.data() + 5 * 512);
+    EXPECT_EQ(code.data(), f.data() + size_t{5} * 512);
 }
 
 TEST(BzimageTest, SetupSectsZeroMeansFour) {
@@ -128,7 +97,7 @@ TEST(BzimageTest, RejectsTruncatedFile) {
     ASSERT_FALSE(k.has_value());
     EXPECT_NE(k.error().message.find("truncated bzImage"), std::string::npos) << k.error().message;
 
-    f.resize(3 * 512);  // cut inside the setup sectors
+    f.resize(size_t{3} * 512);  // cut inside the setup sectors
     k = parse_bzimage(f);
     ASSERT_FALSE(k.has_value());
     EXPECT_NE(k.error().message.find("truncated bzImage"), std::string::npos) << k.error().message;
@@ -188,6 +157,42 @@ TEST(BzimageTest, ReadFileLimits) {
     auto r = read_file("/proc/self/exe", 10);
     ASSERT_FALSE(r.has_value());
     EXPECT_NE(r.error().message.find("too large"), std::string::npos);
+}
+
+TEST(BzimageTest, PayloadIsWhereTheHeaderSays) {
+    const std::vector<uint8_t> payload = {0xfd, '7', 'z', 'X', 'Z', 0, 1, 2, 3};
+    auto f = make_bzimage(4, 4096, payload);
+    auto k = parse_bzimage(f);
+    ASSERT_TRUE(k.has_value()) << k.error().message;
+    auto p = k->payload(f);
+    ASSERT_EQ(p.size(), payload.size());
+    EXPECT_TRUE(std::equal(p.begin(), p.end(), payload.begin()));
+}
+
+TEST(BzimageTest, PayloadOutsideTheKernelIsEmpty) {
+    auto f = make_bzimage(4, 4096, {1, 2, 3, 4});
+    put16(f, 0x24c, 0xffff);  // payload_length far past the end
+    auto k = parse_bzimage(f);
+    ASSERT_TRUE(k.has_value()) << k.error().message;
+    EXPECT_TRUE(k->payload(f).empty());
+    f[0x24c] = 0;
+    f[0x24d] = 0;  // no payload at all
+    k = parse_bzimage(f);
+    ASSERT_TRUE(k.has_value());
+    EXPECT_TRUE(k->payload(f).empty());
+}
+
+TEST(BzimageTest, HeaderOnlyParseAgreesWithWholeFile) {
+    auto f = make_bzimage();
+    auto whole = parse_bzimage(f);
+    auto head = parse_bzimage_header(std::span(f).first(0x400), f.size());
+    ASSERT_TRUE(whole.has_value());
+    ASSERT_TRUE(head.has_value()) << head.error().message;
+    EXPECT_EQ(head->kernel_size, whole->kernel_size);
+    EXPECT_EQ(head->setup_header, whole->setup_header);
+    // The size still catches a cut-off file, and the head must hold the header.
+    EXPECT_FALSE(parse_bzimage_header(std::span(f).first(0x400), 0x1000).has_value());
+    EXPECT_FALSE(parse_bzimage_header(std::span(f).first(0x240), f.size()).has_value());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "arch/x86/bzimage.h"
 #include "arch/x86/layout.h"
 
 namespace kvmsandbox::x86 {
@@ -91,7 +92,7 @@ TEST(CpuBootStateTest, EncodeDecodeRoundTrip) {
 
 TEST(CpuBootStateTest, RegisterState) {
     FakeRam ram(1 << 20);
-    auto s = setup_boot_cpu(ram.mem, 0x1000000, kBootParamsAddr);
+    auto s = setup_boot_cpu(ram.mem, 0x1000000 + kEntry64Offset, kBootParamsAddr);
     ASSERT_TRUE(s.has_value()) << s.error().message;
     EXPECT_EQ(s->rip, 0x1000200u);
     EXPECT_EQ(s->rsi, kBootParamsAddr);

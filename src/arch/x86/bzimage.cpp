@@ -32,6 +32,8 @@ constexpr size_t kKernelAlignment = 0x230;
 constexpr size_t kRelocatableKernel = 0x234;
 constexpr size_t kXloadflags = 0x236;
 constexpr size_t kCmdlineSize = 0x238;
+constexpr size_t kPayloadOffset = 0x248;
+constexpr size_t kPayloadLength = 0x24c;
 constexpr size_t kPrefAddress = 0x258;
 constexpr size_t kInitSize = 0x260;
 
@@ -41,6 +43,11 @@ constexpr uint32_t kHdrS = 0x53726448;  // "HdrS" little-endian
 }  // namespace
 
 Result<BzImage> parse_bzimage(std::span<const uint8_t> file) {
+    return parse_bzimage_header(file, file.size());
+}
+
+Result<BzImage> parse_bzimage_header(std::span<const uint8_t> file, uint64_t file_size) {
+    if (file.size() > file_size) return fail("bzImage header is longer than its file");
     // An ELF vmlinux is the most likely wrong input; say so rather than
     // complaining about a missing boot flag.
     if (file.size() >= 4 && std::memcmp(file.data(),
@@ -85,18 +92,18 @@ Result<BzImage> parse_bzimage(std::span<const uint8_t> file) {
     if (header_end > file.size())
         return failf(
             "truncated bzImage: its setup header ends at {:#x}, past the file's end ({:#x})",
-            header_end, file.size());
+            header_end, file_size);
     k.setup_header.assign(file.begin() + kSetupHeaderOffset, file.begin() + header_end);
 
     k.setup_sects = le8(file, kSetupSects);
     if (k.setup_sects == 0) k.setup_sects = 4;  // historical meaning of 0
     k.kernel_offset = (uint64_t{k.setup_sects} + 1) * 512;
-    if (k.kernel_offset >= file.size())
+    if (k.kernel_offset >= file_size)
         return failf(
             "truncated bzImage: protected-mode kernel should start at offset {:#x} but the "
             "file has {} bytes",
-            k.kernel_offset, file.size());
-    k.kernel_size = file.size() - k.kernel_offset;
+            k.kernel_offset, file_size);
+    k.kernel_size = file_size - k.kernel_offset;
 
     // syssize counts 16-byte paragraphs of the protected-mode kernel; a file
     // shorter than that was cut off (e.g. an interrupted copy).
@@ -113,6 +120,8 @@ Result<BzImage> parse_bzimage(std::span<const uint8_t> file) {
     k.kernel_alignment = le32(file, kKernelAlignment);
     k.relocatable = le8(file, kRelocatableKernel) != 0;
     k.cmdline_size = le32(file, kCmdlineSize);
+    k.payload_offset = le32(file, kPayloadOffset);
+    k.payload_length = le32(file, kPayloadLength);
     k.pref_address = le64(file, kPrefAddress);
     k.init_size = le32(file, kInitSize);
     if (k.init_size == 0) return fail("not a bzImage: init_size is 0");

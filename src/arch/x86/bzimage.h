@@ -53,12 +53,27 @@ struct BzImage {
     bool relocatable = false;
     uint32_t initrd_addr_max = 0;  // highest byte address the initrd may occupy
     uint32_t cmdline_size = 0;     // max command line length, without the NUL
+    // The compressed vmlinux inside the protected-mode kernel (protocol 2.08+);
+    // offset from the start of the protected-mode kernel. Not checked at parse
+    // time: only payload() uses them, and it bounds them.
+    uint32_t payload_offset = 0;
+    uint32_t payload_length = 0;
 
     // The protected-mode kernel bytes within `file` (the buffer it was parsed
     // from). Empty if `file` is shorter than at parse time.
     std::span<const uint8_t> kernel(std::span<const uint8_t> file) const {
         if (kernel_offset > file.size() || kernel_size > file.size() - kernel_offset) return {};
         return file.subspan(static_cast<size_t>(kernel_offset), static_cast<size_t>(kernel_size));
+    }
+
+    // The compressed payload within `file`; empty if the header's payload
+    // fields point outside the protected-mode kernel.
+    std::span<const uint8_t> payload(std::span<const uint8_t> file) const {
+        auto pm = kernel(file);
+        if (payload_length == 0 || payload_offset > pm.size() ||
+            payload_length > pm.size() - payload_offset)
+            return {};
+        return pm.subspan(payload_offset, payload_length);
     }
 
     // RAM the loaded kernel occupies from its load address on: the larger of
@@ -72,5 +87,10 @@ struct BzImage {
 // Errors are one line ("not a bzImage: ...", "truncated bzImage: ...",
 // "unsupported bzImage: ...").
 Result<BzImage> parse_bzimage(std::span<const uint8_t> file);
+
+// The same checks from the file's first bytes (`head`, at least up to the end
+// of the setup header) and its size, for a caller that boots the unpacked
+// kernel and needs only the header.
+Result<BzImage> parse_bzimage_header(std::span<const uint8_t> head, uint64_t file_size);
 
 }  // namespace kvmsandbox::x86

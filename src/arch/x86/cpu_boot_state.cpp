@@ -3,7 +3,6 @@
 #include <array>
 #include <bit>
 
-#include "arch/x86/bzimage.h"
 #include "arch/x86/layout.h"
 
 namespace kvmsandbox::x86 {
@@ -106,7 +105,7 @@ SegmentDesc decode_gdt_entry(uint64_t raw) {
     return d;
 }
 
-BootCpuState boot_cpu_state(uint64_t kernel_load_addr, uint64_t boot_params_addr) {
+BootCpuState boot_cpu_state(uint64_t entry, uint64_t boot_params_addr) {
     BootCpuState s;
     s.cs = flat_code();
     s.ds = flat_data();
@@ -123,7 +122,7 @@ BootCpuState boot_cpu_state(uint64_t kernel_load_addr, uint64_t boot_params_addr
     s.cr3 = kPml4Addr;
     s.cr4 = kCr4Pae;
     s.efer = kEferLme | kEferLma;
-    s.rip = kernel_load_addr + kEntry64Offset;
+    s.rip = entry;
     s.rsi = boot_params_addr;
     s.rsp = kBootStackTop;
     s.rflags = 0x2;  // bit 1 is reserved-as-one; IF clear as the protocol requires
@@ -168,12 +167,12 @@ Result<void> write_identity_page_tables(const GuestMemory& mem) {
     return {};
 }
 
-Result<BootCpuState> setup_boot_cpu(const GuestMemory& mem, uint64_t kernel_load_addr,
+Result<BootCpuState> setup_boot_cpu(const GuestMemory& mem, uint64_t entry,
                                     uint64_t boot_params_addr) {
     if (auto r = write_gdt(mem); !r) return std::unexpected(r.error());
     if (auto r = write_idt(mem); !r) return std::unexpected(r.error());
     if (auto r = write_identity_page_tables(mem); !r) return std::unexpected(r.error());
-    return boot_cpu_state(kernel_load_addr, boot_params_addr);
+    return boot_cpu_state(entry, boot_params_addr);
 }
 
 }  // namespace kvmsandbox::x86

@@ -73,9 +73,10 @@ struct BootCpuState {
 uint64_t encode_gdt_entry(const SegmentDesc& d);
 SegmentDesc decode_gdt_entry(uint64_t raw);
 
-// The register state for entering the kernel at `kernel_load_addr` + 0x200
-// with rsi = `boot_params_addr`. Pure: touches no memory.
-BootCpuState boot_cpu_state(uint64_t kernel_load_addr, uint64_t boot_params_addr);
+// The register state for entering the kernel's 64-bit entry point `entry`
+// (a bzImage's load address + 0x200, or a vmlinux's startup_64) with rsi =
+// `boot_params_addr`. Pure: touches no memory.
+BootCpuState boot_cpu_state(uint64_t entry, uint64_t boot_params_addr);
 
 // Writes the GDT at kGdtAddr, an empty IDT at kIdtAddr and identity page
 // tables (PML4 at kPml4Addr, PDPT at kPdptAddr, four PDs from kPdAddr)
@@ -85,7 +86,7 @@ Result<void> write_idt(const GuestMemory& mem);
 Result<void> write_identity_page_tables(const GuestMemory& mem);
 
 // All of the above: writes the structures, returns the register state.
-Result<BootCpuState> setup_boot_cpu(const GuestMemory& mem, uint64_t kernel_load_addr,
+Result<BootCpuState> setup_boot_cpu(const GuestMemory& mem, uint64_t entry,
                                     uint64_t boot_params_addr);
 
 }  // namespace kvmsandbox::x86
