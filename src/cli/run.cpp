@@ -22,6 +22,7 @@
 #include "sandbox/initramfs.h"
 #include "sandbox/kernel_check.h"
 #include "sandbox/kernel_locator.h"
+#include "sandbox/kernel_unpack.h"
 #include "virtio/balloon.h"
 #include "vmm/machine.h"
 
@@ -92,6 +93,7 @@ int own_error(const std::string& msg) {
 // A VM whose serial console is this terminal: the user's own kernel and
 // initrd, or a system booted from a disk. `cfg` has the kernel and initrd.
 int run_on_console(const RunOptions& o, MachineConfig cfg, const DevicePlan& devices) {
+    cfg.vmlinux_path = unpacked_kernel_for(cfg.kernel_path);
     cfg.cpus = o.cpus;
     cfg.name = o.name;
     auto mem = parse_size(o.mem);

@@ -32,6 +32,7 @@
 #include "sandbox/initramfs.h"
 #include "sandbox/kernel_check.h"
 #include "sandbox/kernel_locator.h"
+#include "sandbox/kernel_unpack.h"
 #include "sandbox/rootfs_store.h"
 #include "sandbox/session.h"
 #include "sandbox/share_plan.h"
@@ -167,6 +168,7 @@ int run_sandbox(const SandboxOptions& o) {
 
     MachineConfig cfg;
     cfg.kernel_path = kernel;
+    cfg.vmlinux_path = unpacked_kernel_for(kernel);
     cfg.initrd_data = std::move(boot->archive);
     cfg.extra_cmdline = o.verbose ? "loglevel=7 kvmsandbox.debug" : "quiet loglevel=1";
     if (!o.params.empty()) cfg.extra_cmdline += " " + o.params;

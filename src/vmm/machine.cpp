@@ -22,6 +22,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/e820.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/vmlinux.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "base/terminal.h"
@@ -135,20 +136,54 @@ Result<void> Machine::setup_memory() {
     return vm_.create_irqchip_and_pit();
 }
 
-Result<void> Machine::load_guest() {
+Result<Machine::LoadedKernel> Machine::load_bzimage(uint64_t low_ram) {
     auto file = read_file(cfg_.kernel_path, kMaxKernelFile);
     if (!file) return failf("kernel {}: {}", cfg_.kernel_path, file.error().message);
     auto bz = x86::parse_bzimage(*file);
     if (!bz) return failf("kernel {}: {}", cfg_.kernel_path, bz.error().message);
-
-    const uint64_t low_ram = std::min(cfg_.mem_bytes, x86::kMmioHoleStart);
     auto kaddr = x86::choose_kernel_addr(*bz, low_ram);
     if (!kaddr) return failf("kernel {}: {}", cfg_.kernel_path, kaddr.error().message);
     if (auto r = x86::load_kernel(mem_, *bz, *file, *kaddr); !r)
         return failf("kernel {}: {}", cfg_.kernel_path, r.error().message);
+    const uint64_t end = *kaddr + bz->load_footprint();
+    return LoadedKernel{std::move(*bz), *kaddr, *kaddr + x86::kEntry64Offset, end};
+}
+
+Result<Machine::LoadedKernel> Machine::load_vmlinux(uint64_t low_ram) {
+    // The bzImage's setup header still describes the kernel to itself
+    // (command line size, initrd limits, protocol version).
+    UniqueFd bzfd(::open(cfg_.kernel_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!bzfd) return fail_errno("kernel " + cfg_.kernel_path);
+    auto bz_head = read_head(bzfd.get(), x86::kVmlinuxHeadBytes);
+    if (!bz_head) return failf("kernel {}: {}", cfg_.kernel_path, bz_head.error().message);
+    auto bz = x86::parse_bzimage_header(bz_head->bytes, bz_head->file_size);
+    if (!bz) return failf("kernel {}: {}", cfg_.kernel_path, bz.error().message);
+
+    UniqueFd fd(::open(cfg_.vmlinux_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail_errno("unpacked kernel " + cfg_.vmlinux_path);
+    auto head = read_head(fd.get(), x86::kVmlinuxHeadBytes);
+    if (!head) return failf("unpacked kernel {}: {}", cfg_.vmlinux_path, head.error().message);
+    auto k = x86::parse_vmlinux(head->bytes, head->file_size);
+    if (!k) return failf("unpacked kernel {}: {}", cfg_.vmlinux_path, k.error().message);
+    if (k->load_end > low_ram)
+        return failf(
+            "guest RAM too small for the kernel: it needs RAM up to {:#x}, RAM ends at "
+            "{:#x}",
+            k->load_end, low_ram);
+    if (auto r = x86::load_vmlinux(mem_, *k, fd.get(), x86::kHighMemStart); !r)
+        return failf("unpacked kernel {}: {}", cfg_.vmlinux_path, r.error().message);
+    return LoadedKernel{std::move(*bz), k->load_start, k->entry, k->load_end};
+}
+
+Result<void> Machine::load_guest() {
+    const uint64_t low_ram = std::min(cfg_.mem_bytes, x86::kMmioHoleStart);
+    auto kernel = cfg_.vmlinux_path.empty() ? load_bzimage(low_ram) : load_vmlinux(low_ram);
+    if (!kernel) return std::unexpected(kernel.error());
+    const x86::BzImage* bz = &kernel->header;
+    const uint64_t kernel_end = kernel->end;
 
     x86::BootConfig boot;
-    boot.kernel_addr = *kaddr;
+    boot.kernel_addr = kernel->addr;
     boot.cmdline = kDefaultCmdline;
     if (!cfg_.extra_cmdline.empty()) boot.cmdline += " " + cfg_.extra_cmdline;
     boot.e820 = x86::build_e820(cfg_.mem_bytes);
@@ -159,7 +194,7 @@ Result<void> Machine::load_guest() {
         struct stat st {};
         if (::fstat(fd.get(), &st) < 0) return fail_errno("initrd " + cfg_.initrd_path);
         const uint64_t size = static_cast<uint64_t>(st.st_size);
-        auto iaddr = x86::place_initrd(*bz, size, low_ram, *kaddr + bz->load_footprint());
+        auto iaddr = x86::place_initrd(*bz, size, low_ram, kernel_end);
         if (!iaddr)
             return failf("initrd {} ({}) does not fit in guest memory: {}", cfg_.initrd_path,
                          human_size(size), iaddr.error().message);
@@ -179,7 +214,7 @@ Result<void> Machine::load_guest() {
         boot.initrd_size = size;
     } else if (!cfg_.initrd_data.empty()) {
         const uint64_t size = cfg_.initrd_data.size();
-        auto iaddr = x86::place_initrd(*bz, size, low_ram, *kaddr + bz->load_footprint());
+        auto iaddr = x86::place_initrd(*bz, size, low_ram, kernel_end);
         if (!iaddr)
             return failf("the initramfs ({}) does not fit in guest memory: {}", human_size(size),
                          iaddr.error().message);
@@ -195,8 +230,11 @@ Result<void> Machine::load_guest() {
     boot.acpi_rsdp_addr = *rsdp;
     if (auto r = x86::write_boot_params(mem_, *bz, boot); !r)
         return failf("kernel {}: {}", cfg_.kernel_path, r.error().message);
-    kernel_addr_ = *kaddr;
-    log::debug("kernel at {:#x}, cmdline '{}'", *kaddr, boot.cmdline);
+    boot_entry_ = kernel->entry;
+    log::debug("booting the {} {} at {:#x}, entry {:#x}, cmdline '{}'",
+               cfg_.vmlinux_path.empty() ? "bzImage" : "unpacked kernel",
+               cfg_.vmlinux_path.empty() ? cfg_.kernel_path : cfg_.vmlinux_path, kernel->addr,
+               kernel->entry, boot.cmdline);
     return {};
 }
 
@@ -282,7 +320,7 @@ Result<void> Machine::setup_vcpus() {
         if (id == 0) {
             // Only the boot CPU starts at the kernel entry; the others wait for
             // INIT/SIPI from the guest, as on real hardware.
-            auto st = x86::setup_boot_cpu(mem_, kernel_addr_, x86::kBootParamsAddr);
+            auto st = x86::setup_boot_cpu(mem_, boot_entry_, x86::kBootParamsAddr);
             if (!st) return std::unexpected(st.error());
             auto sregs = vcpu->get_sregs();
             if (!sregs) return std::unexpected(sregs.error());

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "arch/x86/bzimage.h"
 #include "base/event_loop.h"
 #include "base/mmap.h"
 #include "base/result.h"
@@ -36,7 +37,10 @@
 namespace kvmsandbox {
 
 struct MachineConfig {
-    std::string kernel_path;
+    std::string kernel_path;  // the bzImage
+    // Non-empty: the bzImage's own vmlinux, unpacked (sandbox/kernel_unpack.h);
+    // booted instead of the bzImage, which then only supplies the setup header.
+    std::string vmlinux_path;
     std::string initrd_path;  // empty: none (or initrd_data)
     std::vector<uint8_t>
         initrd_data;            // an initramfs built in memory; used when initrd_path is empty
@@ -121,6 +125,16 @@ class Machine {
   private:
     Machine(const MachineConfig& cfg, Kvm kvm, Vm vm);
     Result<void> setup_memory();
+    // The kernel as loaded: its setup header (for boot_params), where it sits
+    // and where the boot CPU enters it.
+    struct LoadedKernel {
+        x86::BzImage header;
+        uint64_t addr = 0;   // lowest byte
+        uint64_t entry = 0;  // 64-bit entry point
+        uint64_t end = 0;    // first byte after its footprint
+    };
+    Result<LoadedKernel> load_bzimage(uint64_t low_ram);
+    Result<LoadedKernel> load_vmlinux(uint64_t low_ram);
     Result<void> load_guest();
     Result<void> setup_devices();
     Result<void> setup_vcpus();
@@ -166,7 +180,7 @@ class Machine {
     bool console_in_open_ = false;
     bool saw_escape_ = false;  // Ctrl-A pressed on a terminal console
 
-    uint64_t kernel_addr_ = 0;
+    uint64_t boot_entry_ = 0;  // the boot CPU's first rip
     std::atomic<bool> stop_flag_{false};
     std::mutex stop_mu_;
     StopStatus stop_status_;

@@ -62,7 +62,26 @@ check "a truncated boot image: the run still works (exit 3, got $RUN_RC)" test "
 show_if_bad 3
 check "... and the image was stored whole again" \
     test "$(stat -c %s "$XDG_CACHE_HOME"/kvmsandbox/boot/*.img 2>/dev/null | head -1)" -gt 100000
-KVMSANDBOX_NO_CACHE=1 run_sandbox /dev/null 180 -- true
+# The unpacked kernel (kernel_unpack.h): stored once, booted by every start,
+# rebuilt when damaged, and the bzImage is booted without the cache.
+vmlinuxes() { find "$XDG_CACHE_HOME/kvmsandbox/boot" -name '*.vmlinux' 2>/dev/null; }
+check "the starts above unpacked the kernel once (found $(vmlinuxes | wc -l))" \
+    test "$(vmlinuxes | wc -l)" = 1
+check "... an x86-64 ELF file" sh -c "head -c 4 '$(vmlinuxes | head -1)' | grep -q ELF"
+run_sandbox /dev/null 180 -v -- true
+check "-v: the start booted the unpacked kernel" grep -q "booting the unpacked kernel" "$RUN_ERR"
+check "-v: ... entered at its own entry point, not the bzImage's" \
+    not_grep "booting the bzImage" "$RUN_ERR"
+show_if_bad 0
+for f in $(vmlinuxes); do truncate -s 4096 "$f"; done
+run_sandbox /dev/null 180 -v -- sh -c 'exit 4'
+check "a truncated unpacked kernel: the run still works (exit 4, got $RUN_RC)" test "$RUN_RC" = 4
+check "... booting a freshly unpacked one" grep -q "booting the unpacked kernel" "$RUN_ERR"
+check "... stored whole again" test "$(stat -c %s "$(vmlinuxes | head -1)")" -gt 10000000
+show_if_bad 4
+KVMSANDBOX_NO_CACHE=1 run_sandbox /dev/null 180 -v -- true
 check "KVMSANDBOX_NO_CACHE=1: the run works without the cache (got $RUN_RC)" test "$RUN_RC" = 0
+check "KVMSANDBOX_NO_CACHE=1: it boots the bzImage" grep -q "booting the bzImage" "$RUN_ERR"
+show_if_bad 0
 
 finish
