@@ -18,6 +18,9 @@
 # "host" and the guest figures are emulated, so only their ratio means
 # anything. --short uses small sizes (seconds per figure, for CI); the default
 # is the full mode (256 MiB, 10 000 files, medians of 10 starts and 3 runs).
+# The work is split in parts (start fs dev console rss); a full run there
+# gives each part a TCG-hosted VM of its own, because that emulator freezes
+# VMs that live much longer than 15 minutes (docs/performance.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd -P)
@@ -27,9 +30,51 @@ short=0
 #                            e.g. an older build, for a before/after table)
 #      KVMSANDBOX_BENCH_OUT  where bench.txt and bench.json go (default build/)
 #      KVMSANDBOX_BENCH_RUNS repetitions of the guest work (default 3, short 1)
+#      KVMSANDBOX_BENCH_PARTS which parts to run, appending their rows to
+#                            bench-rows.txt without a report (the TCG driver
+#                            sets it; default: all parts, then the report)
 out=${KVMSANDBOX_BENCH_OUT:-$root/build}
 mkdir -p "$out"
 out=$(cd "$out" && pwd -P)
+rows_file=$out/bench-rows.txt
+all_parts="start fs dev console rss"
+
+if ((short)); then size_mb=16 nfiles=1000 runs=1 start_runs=2; else size_mb=256 nfiles=10000 runs=3 start_runs=10; fi
+# Under emulation a full run with 3 repetitions takes hours (stat over 10 000
+# files over nested 9p alone is ~10 min): KVMSANDBOX_BENCH_RUNS=1 shortens it.
+runs=${KVMSANDBOX_BENCH_RUNS:-$runs}
+
+# report: the table of every row in $rows_file ("name|host|guest|ratio|MiB",
+# host "-" for no host figure, "rss" for the memory row) and the JSON.
+report() {
+    local n h g q mb tp tpj json="[" rss_mib=nan
+    printf '%-46s %12s %12s %8s %20s\n' "benchmark" "host s" "kvmsandbox s" "ratio" "MiB/s host/guest"
+    while IFS='|' read -r n h g q mb; do
+        if [[ $h == rss ]]; then
+            rss_mib=$g
+            continue
+        fi
+        tp="" tpj=""
+        if [[ -n $mb ]]; then
+            tp=$(awk -v m="$mb" -v h="$h" -v g="$g" 'BEGIN { printf "%.0f / %.0f", m / h, m / g }')
+            tpj=$(awk -v m="$mb" -v h="$h" -v g="$g" 'BEGIN { printf ",\"host_mib_s\":%.1f,\"guest_mib_s\":%.1f", m / h, m / g }')
+        fi
+        if [[ $h == - ]]; then
+            printf '%-46s %12s %12.3f %8s %20s\n' "$n" "-" "$g" "-" ""
+            json+="{\"name\":\"${n#  }\",\"host_s\":null,\"guest_s\":$g,\"ratio\":null},"
+            continue
+        fi
+        printf '%-46s %12.3f %12.3f %8s %20s\n' "$n" "$h" "$g" "$q" "$tp"
+        json+="{\"name\":\"$n\",\"host_s\":$h,\"guest_s\":$g,\"ratio\":$q$tpj},"
+    done <"$rows_file"
+    printf '%-46s %12s %12s\n' "VMM resident memory, idle 256 MiB guest" "" "$rss_mib MiB"
+    json+="{\"name\":\"VMM resident memory, idle 256 MiB guest\",\"vmm_rss_mib\":$rss_mib},"
+    # A figure that could not be measured is null, not JSON-breaking "nan".
+    json=$(sed -E 's/:-?nan/:null/g' <<<"${json%,}]")
+    echo "(start-to-exit: median of ${start_runs}, its phases from KVMSANDBOX_TIMING=1; the console figure is a whole run minus the median of ${runs} starts; the other guest figures are timed inside the VM by its own clock, VM start excluded; median of ${runs} runs, each with one VM for the 9p work and one for network and disk, doing it all in a row; ${size_mb} MiB, ${nfiles} files)"
+    echo "$json" >"$out/bench.json"
+    echo "JSON: $out/bench.json"
+}
 
 # micro: the in-process benchmarks, natively, into build/bench-micro.txt.
 micro() {
@@ -58,15 +103,20 @@ PY
 
 if [[ -z ${KVMSANDBOX_BENCH_INNER:-} ]] && { [[ ! -c /dev/kvm ]] || [[ -d /sys/module/kvm_pvm ]]; }; then
     micro
-    # The table comes back through the work directory: the harness's serial
+    # The rows come back through the work directory: the harness's serial
     # ports can drop bytes of a burst when the host is busy.
-    rm -f "$out/bench.txt"
+    rm -f "$out/bench.txt" "$rows_file"
     rc=0
-    bash scripts/kvm-in-tcg.sh --timeout 5400 --env KVMSANDBOX_BENCH_INNER=1 \
-        --env KVMSANDBOX_BENCH_OUT="$out" ${KVMSANDBOX_BENCH_BIN:+--env KVMSANDBOX_BENCH_BIN} \
-        ${KVMSANDBOX_BENCH_RUNS:+--env KVMSANDBOX_BENCH_RUNS} -- \
-        bash scripts/bench.sh "$@" >/dev/null || rc=$?
-    cat "$out/bench.txt" 2>/dev/null || echo "bench: no results (the TCG-hosted VM exited $rc)" >&2
+    vms=("$all_parts")
+    ((short)) || read -ra vms <<<"$all_parts"
+    for parts in "${vms[@]}"; do
+        KVMSANDBOX_BENCH_PARTS=$parts bash scripts/kvm-in-tcg.sh --timeout 3600 \
+            --env KVMSANDBOX_BENCH_INNER=1 --env KVMSANDBOX_BENCH_PARTS \
+            --env KVMSANDBOX_BENCH_OUT="$out" ${KVMSANDBOX_BENCH_BIN:+--env KVMSANDBOX_BENCH_BIN} \
+            ${KVMSANDBOX_BENCH_RUNS:+--env KVMSANDBOX_BENCH_RUNS} -- \
+            bash scripts/bench.sh "$@" >/dev/null || { rc=$?; echo "bench: the TCG-hosted VM for '$parts' exited $rc" >&2; }
+    done
+    if [[ -s $rows_file ]]; then report | tee "$out/bench.txt"; else echo "bench: no results" >&2; fi
     cat build/bench-micro.txt 2>/dev/null || true
     exit "$rc"
 fi
@@ -79,11 +129,9 @@ K=${KVMSANDBOX_BENCH_BIN:-$root/build/kvmsandbox}
 work=$(mktemp -d "${TMPDIR:-/tmp}/kvmsandbox-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-
-if ((short)); then size_mb=16 nfiles=1000 runs=1 start_runs=2; else size_mb=256 nfiles=10000 runs=3 start_runs=10; fi
-# Under emulation a full run with 3 repetitions takes hours (stat over 10 000
-# files over nested 9p alone is ~10 min): KVMSANDBOX_BENCH_RUNS=1 shortens it.
-runs=${KVMSANDBOX_BENCH_RUNS:-$runs}
+parts=${KVMSANDBOX_BENCH_PARTS:-$all_parts}
+[[ -n ${KVMSANDBOX_BENCH_PARTS:-} ]] || rm -f "$rows_file"
+has_part() { [[ " $parts " == *" $1 "* ]]; }
 
 now() { date +%s.%N; }
 # median: the median of the numbers on stdin (nan when there are none).
@@ -100,56 +148,57 @@ time_cmd() {
     printf '%s\n' "${t[@]}" | median
 }
 
-head -c $((size_mb * 1024 * 1024)) /dev/urandom >big.bin
-mkdir -p tree
-(cd tree && for ((i = 0; i < nfiles; i++)); do : >"f$i"; done)
-
-
-rows=()
 add() {  # name host guest [unit-size-MiB]; host "-": no host counterpart
     local ratio=-
-    [[ $2 == - ]] || ratio=$(awk -v h="$2" -v g="$3" 'BEGIN { printf "%.1f", (h > 0 ? g / h : 0) }')
-    rows+=("$1|$2|$3|$ratio|${4:-}")
+    [[ $2 == - || $2 == rss ]] || ratio=$(awk -v h="$2" -v g="$3" 'BEGIN { printf "%.1f", (h > 0 ? g / h : 0) }')
+    echo "$1|$2|$3|$ratio|${4:-}" >>"$rows_file"
 }
 
 # Start-to-exit, and its phases from the VMM's timing report (milliseconds).
-declare -A phase=()
-start_times=()
-for ((i = 0; i < start_runs; i++)); do
-    s0=$(now)
-    KVMSANDBOX_TIMING=1 "$K" -- true >/dev/null 2>timing.err || true
-    e0=$(now)
-    start_times+=("$(awk -v a="$s0" -v b="$e0" 'BEGIN { printf "%.4f", b - a }')")
-    for p in vmm-setup kernel-boot init-to-cmd cmd exit; do
-        v=$(sed -n "s/.*timing:.* $p \([0-9.]*\) ms.*/\1/p" timing.err)
-        phase[$p]+="${v:-nan} "
+part_start() {
+    local i s0 e0 p v start_median start_times=()
+    declare -A phase=()
+    for ((i = 0; i < start_runs; i++)); do
+        s0=$(now)
+        KVMSANDBOX_TIMING=1 "$K" -- true >/dev/null 2>timing.err || true
+        e0=$(now)
+        start_times+=("$(awk -v a="$s0" -v b="$e0" 'BEGIN { printf "%.4f", b - a }')")
+        for p in vmm-setup kernel-boot init-to-cmd cmd exit; do
+            v=$(sed -n "s/.*timing:.* $p \([0-9.]*\) ms.*/\1/p" timing.err)
+            phase[$p]+="${v:-nan} "
+        done
     done
-done
-start_median=$(printf '%s\n' "${start_times[@]}" | median)
-n_runs=$start_runs
-add "start-to-exit: kvmsandbox -- true" "$(time_cmd true)" "$start_median"
-unset n_runs
-for p in vmm-setup kernel-boot init-to-cmd cmd exit; do
-    v=$(tr ' ' '\n' <<<"${phase[$p]}" | grep -v '^$' | median)
-    add "  phase: $p" - "$(awk -v v="$v" 'BEGIN { printf "%.4f", v / 1000 }')"
-done
+    start_median=$(printf '%s\n' "${start_times[@]}" | median)
+    add "start-to-exit: kvmsandbox -- true" "$(n_runs=$start_runs time_cmd true)" "$start_median"
+    for p in vmm-setup kernel-boot init-to-cmd cmd exit; do
+        v=$(tr ' ' '\n' <<<"${phase[$p]}" | grep -v '^$' | median)
+        add "  phase: $p" - "$(awk -v v="$v" 'BEGIN { printf "%.4f", v / 1000 }')"
+    done
+}
+
 # The work measured inside the VM, next to the same work on the host. One VM
-# per run does all of it in a row (a boot is most of a run under emulation),
-# each piece timed by the guest's own clock, so the VM start is not in it.
-# The files live in the work directory, which the guest sees over 9p.
-mkdir -p srctree
-cp -r "$root/src" "$root/guest-init" "$root/tests" "$root/scripts" srctree/
-nsrc=$(find srctree -type f | wc -l)
-((short)) && ncfiles=8 || ncfiles=24
-mkdir -p cproj
-for ((i = 0; i < ncfiles; i++)); do
-    printf 'int f%d(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * %d; return s; }\n' "$i" "$i" >"cproj/f$i.c"
-done
-printf 'int main(void) { return 0; }\n' >cproj/main.c
-printf 'OBJS := $(patsubst %%.c,%%.o,$(wildcard *.c))\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O2 -c -o $@ $<\nclean:\n\trm -f *.o prog\n' >cproj/Makefile
-truncate -s $((size_mb + 16))M disk.img
+# per run and group does it all in a row (a boot is most of a run under
+# emulation), each piece timed by the guest's own clock, so the VM start is
+# not in it. The files live in the work directory, which the guest sees over
+# 9p.
 BB=$(command -v busybox || true)
 sink_port=$((30000 + RANDOM % 20000))
+((short)) && ncfiles=8 || ncfiles=24
+make_files() {  # GROUP: what that group's ops read
+    if [[ $1 == dev ]]; then
+        truncate -s $((size_mb + 16))M disk.img
+        return
+    fi
+    head -c $((size_mb * 1024 * 1024)) /dev/urandom >big.bin
+    mkdir -p tree srctree cproj
+    (cd tree && for ((i = 0; i < nfiles; i++)); do : >"f$i"; done)
+    cp -r "$root/src" "$root/guest-init" "$root/tests" "$root/scripts" srctree/
+    for ((i = 0; i < ncfiles; i++)); do
+        printf 'int f%d(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * %d; return s; }\n' "$i" "$i" >"cproj/f$i.c"
+    done
+    printf 'int main(void) { return 0; }\n' >cproj/main.c
+    printf 'OBJS := $(patsubst %%.c,%%.o,$(wildcard *.c))\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O2 -c -o $@ $<\nclean:\n\trm -f *.o prog\n' >cproj/Makefile
+}
 
 # ops GROUP ADDR DISK: "name|command" lines; ADDR is where the TCP sink is,
 # DISK the block device (the image file on the host, /dev/vda in the guest).
@@ -204,8 +253,18 @@ with_sink() {  # CMD...: run CMD with a fresh TCP sink listening
         wait "$sp" 2>/dev/null || true
     fi
 }
-for ((i = 0; i < runs; i++)); do
-    for group in fs dev; do
+# row NAME OP [MiB]: the medians of one op as a row.
+row() {
+    local h g
+    h=$(tr ' ' '\n' <<<"${host_t[$2]:-}" | grep -v '^$' | median)
+    g=$(tr ' ' '\n' <<<"${guest_t[$2]:-}" | grep -v '^$' | median)
+    [[ -n ${host_t[$2]:-}${guest_t[$2]:-} ]] || return 0
+    add "$1" "$h" "$g" "${3:-}"
+}
+part_guest() {  # GROUP: fs or dev
+    local group=$1 i opts nsrc
+    make_files "$group"
+    for ((i = 0; i < runs; i++)); do
         timed_script "$group" 127.0.0.1 disk.img >host.sh
         with_sink sh host.sh >host.out 2>/dev/null || true
         collect host_t <host.out
@@ -215,76 +274,57 @@ for ((i = 0; i < runs; i++)); do
         with_sink "$K" "${opts[@]}" -- sh guest.sh >guest.out 2>/dev/null </dev/null || true
         collect guest_t <guest.out
     done
-done
-# row NAME OP [MiB]: the medians of one op as a table row.
-row() {
-    local h g
-    h=$(tr ' ' '\n' <<<"${host_t[$2]:-}" | grep -v '^$' | median)
-    g=$(tr ' ' '\n' <<<"${guest_t[$2]:-}" | grep -v '^$' | median)
-    [[ -n ${host_t[$2]:-}${guest_t[$2]:-} ]] || return 0
-    add "$1" "$h" "$g" "${3:-}"
+    if [[ $group == fs ]]; then
+        nsrc=$(find srctree -type f | wc -l)
+        row "9p read ${size_mb} MiB (cat >/dev/null)" read "$size_mb"
+        row "9p write ${size_mb} MiB (dd, fsync)" write "$size_mb"
+        row "find over $nfiles files" find
+        row "stat over $nfiles files" stat
+        row "tar c of a source tree ($nsrc files)" tar
+        row "make -j2 of a small C project ($((ncfiles + 1)) files)" make
+    else
+        row "TCP guest->host ${size_mb} MiB (--net user)" tcp "$size_mb"
+        row "virtio-blk seq write ${size_mb} MiB" blkw "$size_mb"
+        row "virtio-blk seq read ${size_mb} MiB" blkr "$size_mb"
+    fi
 }
-row "9p read ${size_mb} MiB (cat >/dev/null)" read "$size_mb"
-row "9p write ${size_mb} MiB (dd, fsync)" write "$size_mb"
-row "find over $nfiles files" find
-row "stat over $nfiles files" stat
-row "tar c of a source tree ($nsrc files)" tar
-row "make -j2 of a small C project ($((ncfiles + 1)) files)" make
-row "TCP guest->host ${size_mb} MiB (--net user)" tcp "$size_mb"
-row "virtio-blk seq write ${size_mb} MiB" blkw "$size_mb"
-row "virtio-blk seq read ${size_mb} MiB" blkr "$size_mb"
 
 # Console: ${size_mb} MiB through CMD's stdout into a pipe on our side. The
-# guest figure is the whole run minus the median start-to-exit above.
-n_runs=$runs
-host_con=$(time_cmd sh -c "head -c $((size_mb * 1024 * 1024)) /dev/zero | cat")
-guest_con_run=$(time_cmd sh -c "\"$K\" -- head -c $((size_mb * 1024 * 1024)) /dev/zero | cat")
-unset n_runs
-add "console: ${size_mb} MiB through stdout" "$host_con" \
-    "$(awk -v a="$guest_con_run" -v b="$start_median" 'BEGIN { d = a - b; printf "%.4f", (d > 0.001 ? d : 0.001) }')" "$size_mb"
+# guest figure is the whole run minus the median start-to-exit of this part.
+part_console() {
+    local host_con guest_con_run start
+    n_runs=$runs
+    start=$(time_cmd "$K" -- true)
+    host_con=$(time_cmd sh -c "head -c $((size_mb * 1024 * 1024)) /dev/zero | cat")
+    guest_con_run=$(time_cmd sh -c "\"$K\" -- head -c $((size_mb * 1024 * 1024)) /dev/zero | cat")
+    unset n_runs
+    add "console: ${size_mb} MiB through stdout" "$host_con" \
+        "$(awk -v a="$guest_con_run" -v b="$start" 'BEGIN { d = a - b; printf "%.4f", (d > 0.001 ? d : 0.001) }')" "$size_mb"
+}
 
 # The VMM's resident memory with an idle 256 MiB guest (after its boot).
-rss_mib=nan
-export KVMSANDBOX_INSTANCE_DIR=$work/instances
-"$K" --name bench-rss --mem 256M -- sh -c 'touch rss-ready; exec sleep 600' </dev/null >/dev/null 2>&1 &
-rss_pid=$!
-for ((i = 0; i < 600; i++)); do
-    [[ -e rss-ready ]] && break
-    kill -0 "$rss_pid" 2>/dev/null || break
-    sleep 0.2
-done
-if [[ -e rss-ready ]]; then
-    sleep 2
-    rss_mib=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$rss_pid/status")
-fi
-"$K" stop bench-rss >/dev/null 2>&1 || kill "$rss_pid" 2>/dev/null || true
-wait "$rss_pid" 2>/dev/null || true
-
-# report: the table and the JSON.
-report() {
-    printf '%-46s %12s %12s %8s %20s\n' "benchmark" "host s" "kvmsandbox s" "ratio" "MiB/s host/guest"
-    json="["
-    for r in "${rows[@]}"; do
-        IFS='|' read -r n h g q mb <<<"$r"
-        tp="" tpj=""
-        if [[ -n $mb ]]; then
-            tp=$(awk -v m="$mb" -v h="$h" -v g="$g" 'BEGIN { printf "%.0f / %.0f", m / h, m / g }')
-            tpj=$(awk -v m="$mb" -v h="$h" -v g="$g" 'BEGIN { printf ",\"host_mib_s\":%.1f,\"guest_mib_s\":%.1f", m / h, m / g }')
-        fi
-        if [[ $h == - ]]; then
-            printf '%-46s %12s %12.3f %8s %20s\n' "$n" "-" "$g" "-" ""
-            json+="{\"name\":\"${n#  }\",\"host_s\":null,\"guest_s\":$g,\"ratio\":null},"
-            continue
-        fi
-        printf '%-46s %12.3f %12.3f %8s %20s\n' "$n" "$h" "$g" "$q" "$tp"
-        json+="{\"name\":\"$n\",\"host_s\":$h,\"guest_s\":$g,\"ratio\":$q$tpj},"
+part_rss() {
+    local rss_mib=nan rss_pid i
+    export KVMSANDBOX_INSTANCE_DIR=$work/instances
+    "$K" --name bench-rss --mem 256M -- sh -c 'touch rss-ready; exec sleep 600' </dev/null >/dev/null 2>&1 &
+    rss_pid=$!
+    for ((i = 0; i < 600; i++)); do
+        [[ -e rss-ready ]] && break
+        kill -0 "$rss_pid" 2>/dev/null || break
+        sleep 0.2
     done
-    printf '%-46s %12s %12s\n' "VMM resident memory, idle 256 MiB guest" "" "$rss_mib MiB"
-    json+="{\"name\":\"VMM resident memory, idle 256 MiB guest\",\"vmm_rss_mib\":$rss_mib},"
-    # A figure that could not be measured is null, not JSON-breaking "nan".
-    json=$(sed -E 's/:-?nan/:null/g' <<<"${json%,}]")
-    echo "(start-to-exit: median of ${start_runs}, its phases from KVMSANDBOX_TIMING=1; the console figure is a whole run minus that median; the other guest figures are timed inside the VM by its own clock, VM start excluded; median of ${runs} runs, each with one VM for the 9p work and one for network and disk, doing it all in a row; ${size_mb} MiB, ${nfiles} files)"
-    echo "$json" >"$out/bench.json"
-    echo "JSON: $out/bench.json"
+    if [[ -e rss-ready ]]; then
+        sleep 2
+        rss_mib=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$rss_pid/status")
+    fi
+    "$K" stop bench-rss >/dev/null 2>&1 || kill "$rss_pid" 2>/dev/null || true
+    wait "$rss_pid" 2>/dev/null || true
+    add "VMM resident memory, idle 256 MiB guest" rss "$rss_mib"
 }
-report | tee "$out/bench.txt"
+
+has_part start && part_start
+has_part fs && part_guest fs
+has_part dev && part_guest dev
+has_part console && part_console
+has_part rss && part_rss
+[[ -n ${KVMSANDBOX_BENCH_PARTS:-} ]] || report | tee "$out/bench.txt"
