@@ -1,19 +1,31 @@
 // The host-side set-up of a sandbox run that does not involve KVM: deciding
-// the kernel's modules (modules.dep, the kernel config) and building the
-// initramfs (guest-init, the modules, the run's config). Measured with this
-// machine's real kernel and modules, to know what caching either would save.
+// the kernel's modules (modules.dep, the kernel config), building the
+// initramfs (guest-init, the modules, the run's config), and putting the
+// kernel into guest RAM. Measured with this machine's real kernel and
+// modules, to know what caching either would save.
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "arch/x86/boot_params.h"
+#include "arch/x86/bzimage.h"
+#include "arch/x86/vmlinux.h"
+#include "base/file.h"
+#include "base/mmap.h"
+#include "base/unique_fd.h"
+#include "memory/guest_memory.h"
 #include "sandbox/boot_cache.h"
 #include "sandbox/guest_init_blob.h"
 #include "sandbox/initramfs.h"
 #include "sandbox/kernel_check.h"
 #include "sandbox/kernel_locator.h"
+#include "sandbox/kernel_unpack.h"
 
 namespace kvmsandbox {
 namespace {
@@ -82,6 +94,88 @@ void BM_PrepareBootImageCached(benchmark::State& state) {
     std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_PrepareBootImageCached)->Unit(benchmark::kMicrosecond);
+
+// Guest RAM as Machine sets it up: anonymous, transparent huge pages asked
+// for. Fresh for every iteration, since a start always loads into new RAM.
+constexpr size_t kBenchRam = size_t{256} << 20;
+struct FreshRam {
+    Mmap map;
+    GuestMemory mem;
+    FreshRam() : map(std::move(*Mmap::anonymous(kBenchRam))) {
+        ::madvise(map.data(), map.size(), MADV_HUGEPAGE);
+        mem.add_region(MemoryRegion{0, kBenchRam, map.data()});
+    }
+};
+
+// A start booting the bzImage: read the file, copy the protected-mode
+// kernel (the guest decompresses it afterwards, not measured here).
+void BM_LoadKernelBzImage(benchmark::State& state) {
+    const std::string kernel = host_kernel();
+    if (kernel.empty()) {
+        state.SkipWithError("no kernel under /boot");
+        return;
+    }
+    for (auto _ : state) {
+        FreshRam ram;
+        auto file = read_file(kernel, size_t{256} << 20);
+        auto bz = file ? x86::parse_bzimage(*file) : Result<x86::BzImage>(fail("unreadable"));
+        if (!bz || !x86::load_kernel(ram.mem, *bz, *file, bz->pref_address)) {
+            state.SkipWithError("cannot load the host's bzImage");
+            return;
+        }
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_LoadKernelBzImage)->Unit(benchmark::kMillisecond);
+
+// A start booting the unpacked kernel: its segments preread into fresh RAM
+// (the guest then has nothing to decompress).
+void BM_LoadKernelUnpacked(benchmark::State& state) {
+    const std::string kernel = host_kernel();
+    char tmpl[] = "/tmp/kvmsandbox-bench-unpack-XXXXXX";
+    const char* dir = ::mkdtemp(tmpl);
+    auto path = kernel.empty() || !dir ? Result<std::string>(fail("no kernel"))
+                                       : cached_vmlinux(dir, kernel);
+    if (!path) {
+        state.SkipWithError(("cannot unpack the host kernel: " + path.error().message).c_str());
+    } else {
+        UniqueFd fd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+        auto head = read_head(fd.get(), x86::kVmlinuxHeadBytes);
+        auto k = head ? x86::parse_vmlinux(head->bytes, head->file_size)
+                      : Result<x86::Vmlinux>(fail("unreadable"));
+        for (auto _ : state) {
+            FreshRam ram;
+            if (!k || !x86::load_vmlinux(ram.mem, *k, fd.get(), 0x100000)) {
+                state.SkipWithError("cannot load the unpacked kernel");
+                break;
+            }
+        }
+        state.SetItemsProcessed(state.iterations());
+    }
+    if (dir) std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_LoadKernelUnpacked)->Unit(benchmark::kMillisecond);
+
+// What the first start after a kernel update pays once: unpacking with the
+// host's decompressor into the cache.
+void BM_UnpackKernel(benchmark::State& state) {
+    const std::string kernel = host_kernel();
+    auto file = kernel.empty() ? Result<std::vector<uint8_t>>(fail("no kernel"))
+                               : read_file(kernel, size_t{256} << 20);
+    if (!file) {
+        state.SkipWithError("no kernel under /boot");
+        return;
+    }
+    UniqueFd out(::memfd_create("bench-unpacked", MFD_CLOEXEC));
+    for (auto _ : state) {
+        if (auto r = unpack_kernel(*file, out.get()); !r) {
+            state.SkipWithError(r.error().message.c_str());
+            return;
+        }
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_UnpackKernel)->Unit(benchmark::kMillisecond)->Iterations(2);
 
 }  // namespace
 }  // namespace kvmsandbox
