@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "temp_dir.h"
+
 using namespace kvmsandbox;
 using namespace std::string_literals;
 namespace fs = std::filesystem;
@@ -110,13 +112,9 @@ std::span<const uint8_t> bytes(std::string_view s) {
     return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-struct TempDir {
+struct TempDir : kvmsandbox::testing::TempDir {
+    TempDir() : kvmsandbox::testing::TempDir("cpio"), dir(path) {}
     fs::path dir;
-    TempDir() {
-        char tmpl[] = "/tmp/kvmsandbox-cpio-XXXXXX";
-        dir = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(dir); }
 };
 
 }  // namespace

@@ -6,17 +6,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "temp_dir.h"
+
 using namespace kvmsandbox;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempBoot {
+struct TempBoot : kvmsandbox::testing::TempDir {
+    TempBoot() : kvmsandbox::testing::TempDir("boot"), dir(path) {}
     fs::path dir;
-    TempBoot() {
-        char tmpl[] = "/tmp/kvmsandbox-boot-XXXXXX";
-        dir = ::mkdtemp(tmpl);
-    }
-    ~TempBoot() { fs::remove_all(dir); }
     void touch(const std::string& name) { std::ofstream(dir / name) << "x"; }
 };
 }  // namespace

@@ -14,6 +14,7 @@
 #include "base/file.h"
 #include "base/unique_fd.h"
 #include "fake_boot_images.h"
+#include "temp_dir.h"
 
 namespace kvmsandbox {
 namespace {
@@ -22,14 +23,7 @@ namespace fs = std::filesystem;
 using testing::make_bzimage;
 using testing::make_vmlinux;
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/kvmsandbox-unpack-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using TempDir = testing::TempDir;
 
 std::vector<uint8_t> fake_vmlinux() {
     std::vector<uint8_t> text(20000);

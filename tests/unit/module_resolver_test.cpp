@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "fake_kernel_tree.h"
+#include "temp_dir.h"
 
 using namespace kvmsandbox;
 namespace fs = std::filesystem;
@@ -18,13 +19,9 @@ using kvmsandbox::fake::fake_bzimage;
 
 // A module tree laid out like /lib/modules/<release>: modules.dep,
 // modules.builtin and dummy .ko files.
-struct FakeTree {
+struct FakeTree : kvmsandbox::testing::TempDir {
+    FakeTree() : kvmsandbox::testing::TempDir("mods"), dir(path) {}
     fs::path dir;
-    FakeTree() {
-        char tmpl[] = "/tmp/kvmsandbox-mods-XXXXXX";
-        dir = ::mkdtemp(tmpl);
-    }
-    ~FakeTree() { fs::remove_all(dir); }
     void write(const std::string& rel, const std::string& text) {
         fs::create_directories((dir / rel).parent_path());
         std::ofstream(dir / rel) << text;
