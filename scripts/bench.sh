@@ -30,14 +30,18 @@ short=0
 #                            e.g. an older build, for a before/after table)
 #      KVMSANDBOX_BENCH_OUT  where bench.txt and bench.json go (default build/)
 #      KVMSANDBOX_BENCH_RUNS repetitions of the guest work (default 3, short 1)
-#      KVMSANDBOX_BENCH_PARTS which parts to run, appending their rows to
-#                            bench-rows.txt without a report (the TCG driver
-#                            sets it; default: all parts, then the report)
+#      KVMSANDBOX_BENCH_PARTS which parts to measure (default all: "start fs
+#                            dev console rss"), e.g. "start" for the
+#                            start-to-exit figures alone
 out=${KVMSANDBOX_BENCH_OUT:-$root/build}
 mkdir -p "$out"
 out=$(cd "$out" && pwd -P)
 rows_file=$out/bench-rows.txt
 all_parts="start fs dev console rss"
+parts=${KVMSANDBOX_BENCH_PARTS:-$all_parts}
+for p in $parts; do
+    [[ " $all_parts " == *" $p "* ]] || { echo "bench: unknown part '$p' in KVMSANDBOX_BENCH_PARTS (known: $all_parts)" >&2; exit 2; }
+done
 
 if ((short)); then size_mb=16 nfiles=1000 runs=1 start_runs=2; else size_mb=256 nfiles=10000 runs=3 start_runs=10; fi
 # Under emulation a full run with 3 repetitions takes hours (stat over 10 000
@@ -102,19 +106,24 @@ PY
 }
 
 if [[ -z ${KVMSANDBOX_BENCH_INNER:-} ]] && { [[ ! -c /dev/kvm ]] || [[ -d /sys/module/kvm_pvm ]]; }; then
+    # The rows come back through the work directory (the harness's serial
+    # ports can drop bytes of a burst when the host is busy), the only
+    # directory of ours the VM sees.
+    if [[ $out != "$root" && $out != "$root"/* ]]; then
+        echo "bench: KVMSANDBOX_BENCH_OUT must be inside $root here: the TCG-hosted VM sees only that directory" >&2
+        exit 2
+    fi
     micro
-    # The rows come back through the work directory: the harness's serial
-    # ports can drop bytes of a burst when the host is busy.
     rm -f "$out/bench.txt" "$rows_file"
     rc=0
-    vms=("$all_parts")
-    ((short)) || read -ra vms <<<"$all_parts"
-    for parts in "${vms[@]}"; do
-        KVMSANDBOX_BENCH_PARTS=$parts bash scripts/kvm-in-tcg.sh --timeout 3600 \
-            --env KVMSANDBOX_BENCH_INNER=1 --env KVMSANDBOX_BENCH_PARTS \
+    vms=("$parts")
+    ((short)) || read -ra vms <<<"$parts"
+    for vm_parts in "${vms[@]}"; do
+        KVMSANDBOX_BENCH_PARTS=$vm_parts bash scripts/kvm-in-tcg.sh --timeout 3600 \
+            --env KVMSANDBOX_BENCH_INNER=1 --env KVMSANDBOX_BENCH_PARTS --env KVMSANDBOX_BENCH_APPEND=1 \
             --env KVMSANDBOX_BENCH_OUT="$out" ${KVMSANDBOX_BENCH_BIN:+--env KVMSANDBOX_BENCH_BIN} \
             ${KVMSANDBOX_BENCH_RUNS:+--env KVMSANDBOX_BENCH_RUNS} -- \
-            bash scripts/bench.sh "$@" >/dev/null || { rc=$?; echo "bench: the TCG-hosted VM for '$parts' exited $rc" >&2; }
+            bash scripts/bench.sh "$@" >/dev/null || { rc=$?; echo "bench: the TCG-hosted VM for '$vm_parts' exited $rc" >&2; }
     done
     if [[ -s $rows_file ]]; then report | tee "$out/bench.txt"; else echo "bench: no results" >&2; fi
     cat build/bench-micro.txt 2>/dev/null || true
@@ -129,8 +138,9 @@ K=${KVMSANDBOX_BENCH_BIN:-$root/build/kvmsandbox}
 work=$(mktemp -d "${TMPDIR:-/tmp}/kvmsandbox-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-parts=${KVMSANDBOX_BENCH_PARTS:-$all_parts}
-[[ -n ${KVMSANDBOX_BENCH_PARTS:-} ]] || rm -f "$rows_file"
+# KVMSANDBOX_BENCH_APPEND (the TCG driver's VMs): add rows, leave the report
+# to the driver.
+[[ -n ${KVMSANDBOX_BENCH_APPEND:-} ]] || rm -f "$rows_file"
 has_part() { [[ " $parts " == *" $1 "* ]]; }
 
 now() { date +%s.%N; }
@@ -327,4 +337,4 @@ has_part fs && part_guest fs
 has_part dev && part_guest dev
 has_part console && part_console
 has_part rss && part_rss
-[[ -n ${KVMSANDBOX_BENCH_PARTS:-} ]] || report | tee "$out/bench.txt"
+[[ -n ${KVMSANDBOX_BENCH_APPEND:-} ]] || report | tee "$out/bench.txt"
