@@ -34,6 +34,12 @@ inline constexpr int kExitOwnError = 125;
 // when KVM looks usable. `argv` is the command line as the user typed it.
 std::string kvm_unusable_reason(const std::vector<std::string>& argv);
 
+// Whether a start will get as far as KVM: no `unusable_reason` and a
+// /dev/kvm to open. Work that only a boot needs (unpacking the kernel into
+// the cache) waits for it, so a host without KVM fails fast and keeps
+// nothing.
+bool kvm_reachable(const std::string& unusable_reason);
+
 // The process's argv, kept by main() for messages that repeat it.
 std::vector<std::string>& original_argv();
 

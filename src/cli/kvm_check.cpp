@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include <fmt/core.h>
@@ -26,6 +28,10 @@ std::string kvm_unusable_reason(const std::vector<std::string>& argv) {
         "this host's /dev/kvm is PVM (kvm_pvm), which cannot boot a stock kernel; run it in a "
         "TCG-hosted VM instead: scripts/kvm-in-tcg.sh -- {}",
         cmd);
+}
+
+bool kvm_reachable(const std::string& unusable_reason) {
+    return unusable_reason.empty() && ::access(kvm_device_path().c_str(), F_OK) == 0;
 }
 
 }  // namespace kvmsandbox::cli

@@ -93,7 +93,8 @@ int own_error(const std::string& msg) {
 // A VM whose serial console is this terminal: the user's own kernel and
 // initrd, or a system booted from a disk. `cfg` has the kernel and initrd.
 int run_on_console(const RunOptions& o, MachineConfig cfg, const DevicePlan& devices) {
-    cfg.vmlinux_path = unpacked_kernel_for(cfg.kernel_path);
+    if (kvm_reachable(cfg.kvm_unusable_reason))
+        cfg.vmlinux_path = unpacked_kernel_for(cfg.kernel_path);
     cfg.cpus = o.cpus;
     cfg.name = o.name;
     auto mem = parse_size(o.mem);

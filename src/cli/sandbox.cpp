@@ -168,7 +168,6 @@ int run_sandbox(const SandboxOptions& o) {
 
     MachineConfig cfg;
     cfg.kernel_path = kernel;
-    cfg.vmlinux_path = unpacked_kernel_for(kernel);
     cfg.initrd_data = std::move(boot->archive);
     cfg.extra_cmdline = o.verbose ? "loglevel=7 kvmsandbox.debug" : "quiet loglevel=1";
     if (!o.params.empty()) cfg.extra_cmdline += " " + o.params;
@@ -177,6 +176,7 @@ int run_sandbox(const SandboxOptions& o) {
     cfg.console_in = -1;
     cfg.console_out = console_fd;
     cfg.kvm_unusable_reason = kvm_unusable_reason(original_argv());
+    if (kvm_reachable(cfg.kvm_unusable_reason)) cfg.vmlinux_path = unpacked_kernel_for(kernel);
     raise_fd_limit();
 
     // Before the first helper thread (the worker pool) starts.
