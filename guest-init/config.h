@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "guest-init/net.h"
-#include "sandbox/guest_protocol.h"
+#include "protocol/guest_protocol.h"
 
 namespace kvmsandbox::guest_init {
 

@@ -31,7 +31,7 @@
 #include "guest-init/ports.h"
 #include "guest-init/rootfs.h"
 #include "guest-init/session.h"
-#include "sandbox/guest_protocol.h"
+#include "protocol/guest_protocol.h"
 
 namespace kvmsandbox::guest_init {
 namespace {

@@ -22,7 +22,7 @@ die() {
 packages=(
     build-essential cmake ninja-build pkg-config
     libseccomp-dev libcli11-dev libfmt-dev libgtest-dev libbenchmark-dev
-    libcap-dev libslirp-dev libglib2.0-dev
+    libcap-dev libslirp-dev libglib2.0-dev nlohmann-json3-dev
     e2fsprogs iproute2 xz-utils
     qemu-system-x86 busybox-static cpio clang-format
     clang-16 libclang-rt-16-dev

@@ -21,8 +21,8 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
-#include "p9/server.h"
-#include "p9/wire.h"
+#include "virtio/9p/server.h"
+#include "virtio/9p/wire.h"
 
 namespace kvmsandbox::p9 {
 namespace {

@@ -19,13 +19,13 @@
 #include "base/file.h"
 #include "base/mmap.h"
 #include "base/unique_fd.h"
-#include "memory/guest_memory.h"
-#include "sandbox/boot_cache.h"
-#include "sandbox/guest_init_blob.h"
-#include "sandbox/initramfs.h"
-#include "sandbox/kernel_check.h"
-#include "sandbox/kernel_locator.h"
-#include "sandbox/kernel_unpack.h"
+#include "base/guest_memory.h"
+#include "boot/boot_cache.h"
+#include "boot/guest_init_blob.h"
+#include "boot/initramfs.h"
+#include "boot/kernel_check.h"
+#include "boot/kernel_locator.h"
+#include "boot/kernel_unpack.h"
 
 namespace kvmsandbox {
 namespace {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "base/result.h"
-#include "memory/guest_memory.h"
-#include "virtio/virtqueue.h"
+#include "base/guest_memory.h"
+#include "virtio/transport/virtqueue.h"
 
 namespace kvmsandbox {
 namespace {

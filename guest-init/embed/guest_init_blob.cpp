@@ -1,4 +1,4 @@
-#include "sandbox/guest_init_blob.h"
+#include "boot/guest_init_blob.h"
 
 // Defined by the generated guest_init_blob.S (.incbin of the built
 // kvmsandbox-guest-init).

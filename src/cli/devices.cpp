@@ -4,12 +4,12 @@
 
 #include <filesystem>
 
-#include "net/slirp_backend.h"
-#include "net/tap_backend.h"
-#include "virtio/block.h"
-#include "virtio/disk_image.h"
-#include "virtio/net.h"
-#include "virtio/rng.h"
+#include "virtio/net/slirp_backend.h"
+#include "virtio/net/tap_backend.h"
+#include "virtio/block/block.h"
+#include "virtio/block/disk_image.h"
+#include "virtio/net/net.h"
+#include "virtio/rng/rng.h"
 
 namespace kvmsandbox::cli {
 

@@ -14,7 +14,7 @@
 #include "base/result.h"
 #include "base/worker_pool.h"
 #include "cli/device_options.h"
-#include "sandbox/guest_config.h"
+#include "protocol/guest_config.h"
 #include "vmm/machine.h"
 
 namespace kvmsandbox::cli {

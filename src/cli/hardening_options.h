@@ -6,7 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/result.h"
-#include "sandbox/hardening.h"
+#include "hardening/hardening.h"
 
 namespace kvmsandbox::cli {
 

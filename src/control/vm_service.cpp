@@ -8,7 +8,7 @@
 
 #include "base/log.h"
 #include "control/protocol.h"
-#include "virtio/balloon.h"
+#include "virtio/balloon/balloon.h"
 
 namespace kvmsandbox::control {
 

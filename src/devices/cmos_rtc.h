@@ -19,7 +19,7 @@
 #include <mutex>
 #include <span>
 
-#include "bus/bus.h"
+#include "devices/bus.h"
 
 namespace kvmsandbox {
 

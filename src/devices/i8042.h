@@ -26,7 +26,7 @@
 #include <mutex>
 #include <span>
 
-#include "bus/bus.h"
+#include "devices/bus.h"
 #include "devices/irq_line.h"
 
 namespace kvmsandbox {

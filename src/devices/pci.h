@@ -26,7 +26,7 @@
 #include <span>
 
 #include "base/result.h"
-#include "bus/bus.h"
+#include "devices/bus.h"
 
 namespace kvmsandbox {
 

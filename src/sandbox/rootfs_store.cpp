@@ -10,7 +10,7 @@
 
 #include "base/unique_fd.h"
 #include "control/instance_dir.h"
-#include "sandbox/root_skeleton.h"
+#include "boot/root_skeleton.h"
 
 namespace kvmsandbox {
 

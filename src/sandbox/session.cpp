@@ -16,7 +16,7 @@
 
 #include "base/log.h"
 #include "base/milestones.h"
-#include "sandbox/guest_protocol.h"
+#include "protocol/guest_protocol.h"
 
 namespace kvmsandbox {
 

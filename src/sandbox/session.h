@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "base/event_loop.h"
-#include "virtio/console.h"
+#include "virtio/console/console.h"
 
 namespace kvmsandbox {
 

@@ -27,7 +27,7 @@
 #include "base/log.h"
 #include "base/terminal.h"
 #include "base/thread_role.h"
-#include "vmm/boot_cpu.h"
+#include "vmm/boot_regs.h"
 
 namespace kvmsandbox {
 

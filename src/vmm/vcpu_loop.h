@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <functional>
 
-#include "bus/bus.h"
+#include "devices/bus.h"
 #include "kvm/vcpu.h"
-#include "vmm/exit_reason.h"
+#include "vmm/stop_status.h"
 #include "vmm/vcpu_control.h"
 
 namespace kvmsandbox {

@@ -14,8 +14,8 @@
 #include "base/unique_fd.h"
 #include "kvm/gsi_routes.h"
 #include "kvm/vm.h"
-#include "virtio/virtio_device.h"
-#include "virtio/virtio_pci.h"
+#include "virtio/transport/virtio_device.h"
+#include "virtio/transport/virtio_pci.h"
 
 namespace kvmsandbox {
 

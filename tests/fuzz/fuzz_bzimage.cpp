@@ -23,7 +23,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/vmlinux.h"
 #include "fuzz_check.h"
-#include "memory/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace {
 

@@ -39,8 +39,8 @@
 #include <vector>
 
 #include "fuzz_check.h"
-#include "p9/server.h"
-#include "p9/wire.h"
+#include "virtio/9p/server.h"
+#include "virtio/9p/wire.h"
 
 namespace {
 

@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "fuzz_check.h"
-#include "memory/guest_memory.h"
-#include "virtio/virtqueue.h"
+#include "base/guest_memory.h"
+#include "virtio/transport/virtqueue.h"
 
 namespace {
 

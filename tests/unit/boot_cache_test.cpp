@@ -1,4 +1,4 @@
-#include "sandbox/boot_cache.h"
+#include "boot/boot_cache.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-#include "bus/bus.h"
+#include "devices/bus.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "sandbox/cpio_writer.h"
+#include "boot/cpio_writer.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -18,9 +18,9 @@
 #include <string_view>
 #include <vector>
 
-#include "memory/guest_memory.h"
-#include "virtio/virtio_device.h"
-#include "virtio/virtqueue.h"
+#include "base/guest_memory.h"
+#include "virtio/transport/virtio_device.h"
+#include "virtio/transport/virtqueue.h"
 
 namespace kvmsandbox::fake {
 

@@ -1,8 +1,8 @@
-#include "sandbox/guest_config.h"
+#include "protocol/guest_config.h"
 
 #include <gtest/gtest.h>
 
-#include "sandbox/guest_protocol.h"
+#include "protocol/guest_protocol.h"
 
 using namespace kvmsandbox;
 

@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "sandbox/guest_init_blob.h"
+#include "boot/guest_init_blob.h"
 
 // The embedded /init must be a static x86-64 executable: the initramfs has no
 // dynamic loader or libraries.

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "guest-init/config.h"
-#include "sandbox/guest_protocol.h"
+#include "protocol/guest_protocol.h"
 
 using namespace kvmsandbox;
 using namespace kvmsandbox::guest_init;

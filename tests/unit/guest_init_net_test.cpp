@@ -9,7 +9,7 @@
 #include <string>
 
 #include "guest-init/config.h"
-#include "sandbox/guest_config.h"
+#include "protocol/guest_config.h"
 
 namespace kvmsandbox::guest_init {
 namespace {

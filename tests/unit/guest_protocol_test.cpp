@@ -1,4 +1,4 @@
-#include "sandbox/guest_protocol.h"
+#include "protocol/guest_protocol.h"
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "arch/x86/layout.h"
-#include "bus/bus.h"
+#include "devices/bus.h"
 
 namespace kvmsandbox {
 namespace {

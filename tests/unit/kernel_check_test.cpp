@@ -1,4 +1,4 @@
-#include "sandbox/kernel_check.h"
+#include "boot/kernel_check.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "sandbox/kernel_locator.h"
+#include "boot/kernel_locator.h"
 
 #include <gtest/gtest.h>
 

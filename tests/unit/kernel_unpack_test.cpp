@@ -1,4 +1,4 @@
-#include "sandbox/kernel_unpack.h"
+#include "boot/kernel_unpack.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

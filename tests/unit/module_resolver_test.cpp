@@ -1,4 +1,4 @@
-#include "sandbox/module_resolver.h"
+#include "boot/module_resolver.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

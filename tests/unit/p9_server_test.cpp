@@ -1,4 +1,4 @@
-#include "p9/server.h"
+#include "virtio/9p/server.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "p9/wire.h"
+#include "virtio/9p/wire.h"
 
 namespace kvmsandbox::p9 {
 namespace {

@@ -1,4 +1,4 @@
-#include "p9/wire.h"
+#include "virtio/9p/wire.h"
 
 #include <gtest/gtest.h>
 

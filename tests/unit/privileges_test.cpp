@@ -1,5 +1,5 @@
 // Privileges are dropped only in forked children: that cannot be undone.
-#include "sandbox/privileges.h"
+#include "hardening/privileges.h"
 
 #include <gtest/gtest.h>
 #include <linux/capability.h>

@@ -1,6 +1,6 @@
 // Filters are loaded only in forked children: a filter cannot be removed, and
 // the test process (with the sanitizers' own system calls) must go on.
-#include "sandbox/seccomp_filter.h"
+#include "hardening/seccomp_filter.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "sandbox/seccomp_policy.h"
+#include "hardening/seccomp_policy.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

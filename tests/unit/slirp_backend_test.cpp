@@ -1,4 +1,4 @@
-#include "net/slirp_backend.h"
+#include "virtio/net/slirp_backend.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 #include "base/unique_fd.h"
 #include "fake_driver.h"
 #include "net_frames.h"
-#include "virtio/net.h"
+#include "virtio/net/net.h"
 
 namespace kvmsandbox {
 namespace {

@@ -1,4 +1,4 @@
-#include "virtio/balloon.h"
+#include "virtio/balloon/balloon.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "virtio/block.h"
+#include "virtio/block/block.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -21,7 +21,7 @@
 
 #include "fake_driver.h"
 #include "gate.h"
-#include "virtio/disk_image.h"
+#include "virtio/block/disk_image.h"
 
 namespace kvmsandbox {
 namespace {

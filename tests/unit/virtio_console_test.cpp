@@ -1,4 +1,4 @@
-#include "virtio/console.h"
+#include "virtio/console/console.h"
 
 #include <gtest/gtest.h>
 

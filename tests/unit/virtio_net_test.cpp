@@ -1,4 +1,4 @@
-#include "virtio/net.h"
+#include "virtio/net/net.h"
 
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>

@@ -1,4 +1,4 @@
-#include "virtio/p9_device.h"
+#include "virtio/9p/p9_device.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -22,7 +22,7 @@
 
 #include "fake_driver.h"
 #include "gate.h"
-#include "p9/wire.h"
+#include "virtio/9p/wire.h"
 
 namespace kvmsandbox {
 namespace {

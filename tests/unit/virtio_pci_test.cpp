@@ -1,4 +1,4 @@
-#include "virtio/virtio_pci.h"
+#include "virtio/transport/virtio_pci.h"
 
 #include <gtest/gtest.h>
 

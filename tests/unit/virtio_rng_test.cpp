@@ -1,4 +1,4 @@
-#include "virtio/rng.h"
+#include "virtio/rng/rng.h"
 
 #include <gtest/gtest.h>
 

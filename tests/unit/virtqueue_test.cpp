@@ -1,4 +1,4 @@
-#include "virtio/virtqueue.h"
+#include "virtio/transport/virtqueue.h"
 
 #include <gtest/gtest.h>
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "memory/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kvmsandbox::x86 {
 

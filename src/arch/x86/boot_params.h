@@ -11,7 +11,7 @@
 #include "arch/x86/bzimage.h"
 #include "arch/x86/e820.h"
 #include "base/result.h"
-#include "memory/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kvmsandbox::x86 {
 

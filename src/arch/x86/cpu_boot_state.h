@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "base/result.h"
-#include "memory/guest_memory.h"
+#include "base/guest_memory.h"
 
 namespace kvmsandbox::x86 {
 

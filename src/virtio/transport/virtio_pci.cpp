@@ -1,0 +1,594 @@
+#include "virtio/transport/virtio_pci.h"
+
+#include <algorithm>
+#include <bit>
+
+#include <fmt/core.h>
+
+#include "base/log.h"
+
+namespace kvmsandbox {
+
+namespace {
+
+// virtio_pci_cap cfg_type values.
+constexpr uint8_t kCapCommon = 1;
+constexpr uint8_t kCapNotify = 2;
+constexpr uint8_t kCapIsr = 3;
+constexpr uint8_t kCapDevice = 4;
+constexpr uint8_t kCapPciCfg = 5;
+
+// Offsets inside a virtio_pci_cap (from the capability's start).
+constexpr uint16_t kCapBar = 4;
+constexpr uint16_t kCapOffset = 8;
+constexpr uint16_t kCapLength = 12;
+constexpr uint16_t kCapPciCfgData = 16;
+
+constexpr uint16_t kMsixCtrlEnable = 0x8000;
+constexpr uint16_t kMsixCtrlFunctionMask = 0x4000;
+
+// x86 MSI messages target the local APIC window; anything else cannot be a
+// real interrupt, so such a vector is treated as masked.
+bool valid_msi_address(uint64_t addr) {
+    return (addr >> 20) == 0xfee;
+}
+
+void put_le(std::vector<uint8_t>& b, uint64_t v, unsigned n) {
+    for (unsigned i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+// Body of a virtio_pci_cap after the ID and next bytes (cap_len included).
+std::vector<uint8_t> virtio_cap(uint8_t type, uint8_t len, uint32_t offset, uint32_t length) {
+    std::vector<uint8_t> b;
+    put_le(b, len, 1);
+    put_le(b, type, 1);
+    put_le(b, 0, 1);  // bar
+    put_le(b, 0, 1);  // id
+    put_le(b, 0, 2);  // padding
+    put_le(b, offset, 4);
+    put_le(b, length, 4);
+    return b;
+}
+
+bool overlaps(uint16_t off, unsigned len, uint16_t start, unsigned n) {
+    return off < start + n && start < off + len;
+}
+
+}  // namespace
+
+VirtioPciDevice::VirtioPciDevice(VirtioDevice& dev, const GuestMemory& mem, MsiRouter* msi,
+                                 IoEventRegistrar* ioevents, IrqLine* intx, uint8_t intx_line)
+    : PciDevice(PciIds{kVendor, static_cast<uint16_t>(kDeviceIdBase + dev.device_type()),
+                       dev.pci_class(), 1, kVendor, 0x40}),
+      dev_(dev),
+      msi_(msi),
+      ioevents_(ioevents),
+      intx_(intx),
+      offered_(dev.device_features() | virtio::kFVersion1 | virtio::kFIndirectDesc |
+               virtio::kFEventIdx),
+      nqueues_(std::min<uint16_t>(dev.num_queues(), kMaxQueues)),
+      nvectors_(std::min<uint16_t>(static_cast<uint16_t>(nqueues_ + 1), kMaxVectors)),
+      device_cfg_size_(std::min(dev.config_size(), kDeviceCfgMax)) {
+    add_memory_bar(0, kBarSize, bar_);
+
+    add_capability(pci::kCapIdVendor, virtio_cap(kCapCommon, 16, kCommonOffset, kCommonSize));
+    auto notify = virtio_cap(kCapNotify, 20, kNotifyOffset,
+                             std::max<uint32_t>(nqueues_, 1) * kNotifyMultiplier);
+    put_le(notify, kNotifyMultiplier, 4);
+    add_capability(pci::kCapIdVendor, notify);
+    add_capability(pci::kCapIdVendor, virtio_cap(kCapIsr, 16, kIsrOffset, 1));
+    if (device_cfg_size_)
+        add_capability(pci::kCapIdVendor,
+                       virtio_cap(kCapDevice, 16, kDeviceCfgOffset, device_cfg_size_));
+    // VIRTIO_PCI_CAP_PCI_CFG: a config-space window into the BAR (the spec
+    // requires it; few drivers use it). bar, offset, length, data writable.
+    auto pcicfg = virtio_cap(kCapPciCfg, 20, 0, 0);
+    put_le(pcicfg, 0, 4);
+    const std::vector<uint8_t> pcicfg_mask = {0,    0,    0xff, 0,    0,    0,    0xff, 0xff, 0xff,
+                                              0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    pci_cfg_cap_ = add_capability(pci::kCapIdVendor, pcicfg, pcicfg_mask);
+
+    std::vector<uint8_t> msix;
+    put_le(msix, nvectors_ - 1u, 2);        // message control: table size - 1
+    put_le(msix, kMsixTableOffset | 0, 4);  // BIR 0
+    put_le(msix, kMsixPbaOffset | 0, 4);
+    const std::vector<uint8_t> msix_mask = {0, 0xc0};  // enable + function mask
+    msix_cap_ = add_capability(pci::kCapIdMsix, msix, msix_mask);
+
+    if (intx_) set_interrupt_pin(1, intx_line);
+
+    qregs_.resize(nqueues_);
+    for (uint16_t q = 0; q < nqueues_; ++q) {
+        uint16_t max = dev.queue_max_size(q);
+        if (!std::has_single_bit(max) || max > virtq::kMaxQueueSize) max = 0;  // unusable
+        queues_.push_back(std::make_unique<SplitQueue>(mem, max));
+        queue_ptrs_.push_back(queues_.back().get());
+        qregs_[q].size = max;
+    }
+    msix_table_.resize(nvectors_);
+    msix_pending_.resize(nvectors_);
+    routes_.resize(nvectors_);
+    ioevent_gpas_.assign(nqueues_, 0);
+}
+
+VirtioPciDevice::~VirtioPciDevice() {
+    // Take BAR0 off the bus (and the ioeventfds with it, via bar_moved)
+    // while this object can still handle the hook.
+    unmap_bars();
+}
+
+uint8_t VirtioPciDevice::status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+}
+
+bool VirtioPciDevice::active() const {
+    std::lock_guard lock(mu_);
+    return active_;
+}
+
+uint64_t VirtioPciDevice::driver_features() const {
+    std::lock_guard lock(mu_);
+    return driver_features_;
+}
+
+std::optional<uint64_t> VirtioPciDevice::notify_address(uint16_t q) const {
+    std::lock_guard lock(mu_);
+    if (!bar_base_ || q >= nqueues_) return std::nullopt;
+    return *bar_base_ + kNotifyOffset + uint64_t{kNotifyMultiplier} * q;
+}
+
+// ---- BAR0 -----------------------------------------------------------------
+
+void VirtioPciDevice::bar_read(uint64_t offset, std::span<uint8_t> data) {
+    std::fill(data.begin(), data.end(), 0);
+    const unsigned len = static_cast<unsigned>(data.size());
+    if ((len != 1 && len != 2 && len != 4 && len != 8) || offset >= kBarSize ||
+        len > kBarSize - offset)
+        return;
+    const uint32_t off = static_cast<uint32_t>(offset);
+    uint64_t v = 0;
+    if (off < kIsrOffset) {
+        v = common_read(off - kCommonOffset, len);
+    } else if (off < kDeviceCfgOffset) {
+        if (off != kIsrOffset) return;
+        // Reading the ISR acknowledges it (and drops the INTx line).
+        std::lock_guard lock(mu_);
+        v = isr_;
+        isr_ = 0;
+        update_intx_locked();
+    } else if (off < kNotifyOffset) {
+        const uint32_t o = off - kDeviceCfgOffset;
+        if (o + len <= device_cfg_size_) dev_.read_config(o, data);
+        return;
+    } else if (off < kMsixTableOffset) {
+        return;  // notify registers read as 0
+    } else {
+        v = msix_read(off, len);
+    }
+    for (unsigned i = 0; i < len; ++i) data[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+void VirtioPciDevice::bar_write(uint64_t offset, std::span<const uint8_t> data) {
+    const unsigned len = static_cast<unsigned>(data.size());
+    if ((len != 1 && len != 2 && len != 4 && len != 8) || offset >= kBarSize ||
+        len > kBarSize - offset)
+        return;
+    const uint32_t off = static_cast<uint32_t>(offset);
+    uint64_t v = 0;
+    for (unsigned i = 0; i < len; ++i) v |= uint64_t{data[i]} << (8 * i);
+    if (off < kIsrOffset) {
+        common_write(off - kCommonOffset, len, v);
+    } else if (off < kDeviceCfgOffset) {
+        // ISR is read-only.
+    } else if (off < kNotifyOffset) {
+        const uint32_t o = off - kDeviceCfgOffset;
+        if (o + len <= device_cfg_size_) dev_.write_config(o, data);
+    } else if (off < kMsixTableOffset) {
+        // A notify write that was not caught by an ioeventfd. The queue is
+        // the one whose register was written (the value is only a hint).
+        const uint32_t o = off - kNotifyOffset;
+        if (o % kNotifyMultiplier == 0 && o / kNotifyMultiplier < nqueues_)
+            dev_.queue_notify(static_cast<uint16_t>(o / kNotifyMultiplier));
+    } else {
+        msix_write(off, len, v);
+    }
+}
+
+// ---- common configuration -------------------------------------------------------
+
+uint64_t VirtioPciDevice::common_read(uint32_t off, unsigned len) {
+    std::lock_guard lock(mu_);
+    const QueueRegs* q = queue_select_ < nqueues_ ? &qregs_[queue_select_] : nullptr;
+    auto is = [&](uint32_t o, unsigned w) { return off == o && len == w; };
+    // 64-bit fields may be read whole or as two 32-bit halves.
+    auto half = [&](uint32_t o, uint64_t val) -> std::optional<uint64_t> {
+        if (off == o && len == 8) return val;
+        if (off == o && len == 4) return val & 0xffffffffu;
+        if (off == o + 4 && len == 4) return val >> 32;
+        return std::nullopt;
+    };
+    using C = Common;
+    if (is(C::kDeviceFeatureSelect, 4)) return device_feature_select_;
+    if (is(C::kDeviceFeature, 4))
+        return device_feature_select_ == 0   ? offered_ & 0xffffffffu
+               : device_feature_select_ == 1 ? offered_ >> 32
+                                             : 0;
+    if (is(C::kDriverFeatureSelect, 4)) return driver_feature_select_;
+    if (is(C::kDriverFeature, 4))
+        return driver_feature_select_ == 0   ? driver_features_ & 0xffffffffu
+               : driver_feature_select_ == 1 ? driver_features_ >> 32
+                                             : 0;
+    if (is(C::kMsixConfig, 2)) return msix_config_;
+    if (is(C::kNumQueues, 2)) return nqueues_;
+    if (is(C::kDeviceStatus, 1)) return status_;
+    if (is(C::kConfigGeneration, 1)) return config_generation_;
+    if (is(C::kQueueSelect, 2)) return queue_select_;
+    if (!q) return 0;  // no such queue: every queue register reads 0 (size 0 = absent)
+    if (is(C::kQueueSize, 2)) return q->size;
+    if (is(C::kQueueMsixVector, 2)) return q->vector;
+    if (is(C::kQueueEnable, 2)) return q->enabled ? 1 : 0;
+    if (is(C::kQueueNotifyOff, 2)) return queue_select_;
+    if (auto v = half(C::kQueueDesc, q->desc)) return *v;
+    if (auto v = half(C::kQueueDriver, q->driver)) return *v;
+    if (auto v = half(C::kQueueDevice, q->device)) return *v;
+    return 0;
+}
+
+void VirtioPciDevice::common_write(uint32_t off, unsigned len, uint64_t v) {
+    using C = Common;
+    std::lock_guard status_lock(status_mu_);
+    if (off == C::kDeviceStatus && len == 1) {
+        write_status(static_cast<uint8_t>(v));
+        return;
+    }
+    std::lock_guard lock(mu_);
+    auto is = [&](uint32_t o, unsigned w) { return off == o && len == w; };
+    auto set_half = [&](uint32_t o, uint64_t& field) {
+        if (off == o && len == 8)
+            field = v;
+        else if (off == o && len == 4)
+            field = (field & ~uint64_t{0xffffffffu}) | (v & 0xffffffffu);
+        else if (off == o + 4 && len == 4)
+            field = (field & 0xffffffffu) | (v << 32);
+        else
+            return false;
+        return true;
+    };
+    if (is(C::kDeviceFeatureSelect, 4)) {
+        device_feature_select_ = static_cast<uint32_t>(v);
+    } else if (is(C::kDriverFeatureSelect, 4)) {
+        driver_feature_select_ = static_cast<uint32_t>(v);
+    } else if (is(C::kDriverFeature, 4)) {
+        // Features are frozen once FEATURES_OK was accepted.
+        if (status_ & virtio::kStatusFeaturesOk) return;
+        if (driver_feature_select_ == 0)
+            driver_features_ = (driver_features_ & ~uint64_t{0xffffffffu}) | v;
+        else if (driver_feature_select_ == 1)
+            driver_features_ = (driver_features_ & 0xffffffffu) | (v << 32);
+    } else if (is(C::kMsixConfig, 2)) {
+        msix_config_ = check_vector_locked(static_cast<uint16_t>(v));
+    } else if (is(C::kQueueSelect, 2)) {
+        queue_select_ = static_cast<uint16_t>(v);  // out of range: queue registers go dead
+    } else {
+        if (queue_select_ >= nqueues_) return;
+        QueueRegs& q = qregs_[queue_select_];
+        // A live queue cannot be reconfigured (no VIRTIO_F_RING_RESET).
+        if (q.enabled || (status_ & virtio::kStatusDriverOk)) return;
+        uint64_t scratch = 0;
+        if (is(C::kQueueSize, 2)) {
+            const auto n = static_cast<uint16_t>(v);
+            if (n && std::has_single_bit(n) && n <= queues_[queue_select_]->max_size()) q.size = n;
+        } else if (is(C::kQueueMsixVector, 2)) {
+            q.vector = check_vector_locked(static_cast<uint16_t>(v));
+        } else if (is(C::kQueueEnable, 2)) {
+            if (v != 1) return;  // only enabling is defined; 0 is ignored
+            auto r = queues_[queue_select_]->configure(q.size, q.desc, q.driver, q.device,
+                                                       driver_features_ & virtio::kFEventIdx);
+            if (!r) {
+                log::debug("virtio-pci: queue {}: {}", queue_select_, r.error().message);
+                status_ |= virtio::kStatusNeedsReset;
+                return;
+            }
+            q.enabled = true;
+        } else if (set_half(C::kQueueDesc, q.desc) || set_half(C::kQueueDriver, q.driver) ||
+                   set_half(C::kQueueDevice, q.device) || set_half(C::kQueueNotifyData, scratch)) {
+            // stored (validated when the queue is enabled)
+        }
+    }
+}
+
+// Requires status_mu_ (not mu_): may call the device's activate()/reset().
+void VirtioPciDevice::write_status(uint8_t v) {
+    using namespace virtio;
+    if (v == 0) {
+        reset_device();
+        return;
+    }
+    uint8_t old;
+    uint64_t features;
+    {
+        std::lock_guard lock(mu_);
+        old = status_;
+        features = driver_features_;
+    }
+    constexpr uint8_t kDriverBits =
+        kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk | kStatusFailed;
+    // A driver only adds bits; clearing one other than by reset is invalid.
+    if (old & kDriverBits & ~v) return;
+    uint8_t next = old | (v & kDriverBits);
+    if ((next & kStatusFeaturesOk) && !(old & kStatusFeaturesOk)) {
+        // Accept only what was offered, and only the modern interface.
+        if (!(features & kFVersion1) || (features & ~offered_)) next &= ~kStatusFeaturesOk;
+    }
+    bool activate = (next & kStatusDriverOk) && !(old & kStatusDriverOk);
+    if (activate && (!(next & kStatusFeaturesOk) || (old & kStatusNeedsReset))) {
+        next &= ~kStatusDriverOk;
+        activate = false;
+    }
+    {
+        std::lock_guard lock(mu_);
+        status_ = next;
+    }
+    if (!activate) return;
+    auto r = dev_.activate(features, queue_ptrs_, irq_);
+    if (!r) {
+        log::debug("virtio-pci: activation of device type {} failed: {}", dev_.device_type(),
+                   r.error().message);
+        set_needs_reset();
+        return;
+    }
+    std::lock_guard lock(mu_);
+    active_ = true;
+}
+
+// Requires status_mu_.
+void VirtioPciDevice::reset_device() {
+    bool was_active;
+    {
+        std::lock_guard lock(mu_);
+        was_active = active_;
+        active_ = false;
+    }
+    // Without mu_: the device may wait for its threads, which may be inside
+    // signal_queue() waiting for mu_.
+    if (was_active) dev_.reset();
+    for (auto& q : queues_) q->reset();
+    std::lock_guard lock(mu_);
+    reset_locked();
+}
+
+void VirtioPciDevice::reset_locked() {
+    device_feature_select_ = 0;
+    driver_feature_select_ = 0;
+    driver_features_ = 0;
+    msix_config_ = virtio::kNoVector;
+    status_ = 0;
+    queue_select_ = 0;
+    for (uint16_t i = 0; i < nqueues_; ++i) {
+        qregs_[i] = QueueRegs{};
+        qregs_[i].size = queues_[i]->max_size();
+    }
+    isr_ = 0;
+    update_intx_locked();
+}
+
+uint16_t VirtioPciDevice::check_vector_locked(uint16_t vector) const {
+    // The spec's way to refuse a vector: it reads back as NO_VECTOR.
+    return vector < nvectors_ ? vector : virtio::kNoVector;
+}
+
+// ---- interrupts -------------------------------------------------------------
+
+void VirtioPciDevice::signal_queue(uint16_t q) {
+    std::lock_guard lock(mu_);
+    if (!active_ || q >= nqueues_) return;
+    if (msix_enabled_) {
+        deliver_locked(qregs_[q].vector);
+    } else {
+        isr_ |= 1;
+        update_intx_locked();
+    }
+}
+
+void VirtioPciDevice::signal_config() {
+    std::lock_guard lock(mu_);
+    ++config_generation_;
+    if (!(status_ & virtio::kStatusDriverOk)) return;
+    if (msix_enabled_) {
+        deliver_locked(msix_config_);
+    } else {
+        isr_ |= 2;
+        update_intx_locked();
+    }
+}
+
+void VirtioPciDevice::set_needs_reset() {
+    std::lock_guard lock(mu_);
+    if (status_ & virtio::kStatusNeedsReset) return;
+    status_ |= virtio::kStatusNeedsReset;
+    if (!(status_ & virtio::kStatusDriverOk)) return;
+    // The spec asks for a configuration change notification.
+    if (msix_enabled_) {
+        deliver_locked(msix_config_);
+    } else {
+        isr_ |= 2;
+        update_intx_locked();
+    }
+}
+
+VirtioDevice::Counters VirtioPciDevice::transport_counters() const {
+    VirtioDevice::Counters c{{"interrupts", interrupts_.load(std::memory_order_relaxed)}};
+    for (size_t q = 0; q < queues_.size(); ++q) {
+        c.emplace_back(fmt::format("q{}_chains", q), queues_[q]->chains_popped());
+        if (uint64_t e = queues_[q]->errors()) c.emplace_back(fmt::format("q{}_errors", q), e);
+    }
+    return c;
+}
+
+bool VirtioPciDevice::vector_masked_locked(uint16_t vector) const {
+    const MsixEntry& e = msix_table_[vector];
+    const uint64_t addr = (uint64_t{e.addr_hi} << 32) | e.addr_lo;
+    return !msix_enabled_ || msix_function_masked_ || (e.ctrl & 1) || !valid_msi_address(addr);
+}
+
+void VirtioPciDevice::deliver_locked(uint16_t vector) {
+    if (vector >= nvectors_) return;  // NO_VECTOR: the driver wants no interrupt
+    if (vector_masked_locked(vector)) {
+        msix_pending_[vector] = true;
+    } else if (msi_) {
+        interrupts_.fetch_add(1, std::memory_order_relaxed);
+        msi_->signal_msi(vector);
+    }
+}
+
+// Tells the router about a vector whose effective state changed, and fires
+// an interrupt that was held pending while it was masked.
+void VirtioPciDevice::update_vector_locked(uint16_t vector) {
+    const MsixEntry& e = msix_table_[vector];
+    RouteState now{(uint64_t{e.addr_hi} << 32) | e.addr_lo, e.data, vector_masked_locked(vector),
+                   true};
+    RouteState& was = routes_[vector];
+    bool report;
+    if (now.masked)
+        report = was.valid && !was.masked;  // addr/data of a masked vector do not matter
+    else
+        report = !was.valid || was.masked || was.addr != now.addr || was.data != now.data;
+    was = now;
+    if (report && msi_) msi_->set_msi_route(vector, now.addr, now.data, now.masked);
+    if (!now.masked && msix_pending_[vector]) {
+        msix_pending_[vector] = false;
+        interrupts_.fetch_add(1, std::memory_order_relaxed);
+        if (msi_) msi_->signal_msi(vector);
+    }
+}
+
+void VirtioPciDevice::update_intx_locked() {
+    const bool disabled = config_get(pci::kCommand, 2) & pci::kCommandIntxDisable;
+    const bool level = !msix_enabled_ && isr_ != 0 && !disabled;
+    const uint32_t st = config_get(pci::kStatus, 2);
+    const bool pending = isr_ != 0 && !msix_enabled_;
+    config_set(pci::kStatus, 2, pending ? st | pci::kStatusInterrupt : st & ~pci::kStatusInterrupt);
+    if (intx_ && level != intx_level_) {
+        intx_level_ = level;
+        intx_->set_level(level);
+    }
+}
+
+// ---- MSI-X table and PBA ---------------------------------------------------------
+
+uint64_t VirtioPciDevice::msix_read(uint32_t off, unsigned len) {
+    std::lock_guard lock(mu_);
+    if (off >= kMsixPbaOffset) {
+        uint64_t v = 0;
+        const uint32_t o = off - kMsixPbaOffset;
+        for (unsigned i = 0; i < len * 8; ++i) {
+            const uint32_t vec = o * 8 + i;
+            if (vec < nvectors_ && msix_pending_[vec]) v |= uint64_t{1} << i;
+        }
+        return v;
+    }
+    const uint32_t o = off - kMsixTableOffset;
+    const uint32_t vec = o / 16, field = o % 16;
+    if (vec >= nvectors_ || (len != 4 && len != 8) || field % len) return 0;
+    const MsixEntry& e = msix_table_[vec];
+    const uint32_t dw[4] = {e.addr_lo, e.addr_hi, e.data, e.ctrl};
+    uint64_t v = dw[field / 4];
+    if (len == 8) v |= uint64_t{dw[field / 4 + 1]} << 32;
+    return v;
+}
+
+void VirtioPciDevice::msix_write(uint32_t off, unsigned len, uint64_t v) {
+    if (off >= kMsixPbaOffset) return;  // PBA is read-only
+    std::lock_guard lock(mu_);
+    const uint32_t o = off - kMsixTableOffset;
+    const uint32_t vec = o / 16, field = o % 16;
+    if (vec >= nvectors_ || (len != 4 && len != 8) || field % len) return;
+    MsixEntry& e = msix_table_[vec];
+    auto set = [&](uint32_t f, uint32_t val) {
+        switch (f) {
+            case 0:
+                e.addr_lo = val;
+                break;
+            case 4:
+                e.addr_hi = val;
+                break;
+            case 8:
+                e.data = val;
+                break;
+            case 12:
+                e.ctrl = val & 1;
+                break;  // only the mask bit is defined
+        }
+    };
+    set(field, static_cast<uint32_t>(v));
+    if (len == 8) set(field + 4, static_cast<uint32_t>(v >> 32));
+    update_vector_locked(static_cast<uint16_t>(vec));
+}
+
+// ---- PCI configuration hooks ------------------------------------------------------
+
+void VirtioPciDevice::config_written(uint16_t offset, unsigned len) {
+    if (msix_cap_ && overlaps(offset, len, msix_cap_ + 2, 2)) {
+        const uint32_t ctrl = config_get(msix_cap_ + 2, 2);
+        std::lock_guard lock(mu_);
+        msix_enabled_ = ctrl & kMsixCtrlEnable;
+        msix_function_masked_ = ctrl & kMsixCtrlFunctionMask;
+        for (uint16_t v = 0; v < nvectors_; ++v) update_vector_locked(v);
+        update_intx_locked();
+    }
+    if (overlaps(offset, len, pci::kCommand, 2)) {
+        std::lock_guard lock(mu_);
+        update_intx_locked();
+    }
+    if (pci_cfg_cap_ && overlaps(offset, len, pci_cfg_cap_ + kCapPciCfgData, 4)) {
+        const uint32_t bar = config_get(pci_cfg_cap_ + kCapBar, 1);
+        const uint32_t boff = config_get(pci_cfg_cap_ + kCapOffset, 4);
+        const uint32_t blen = config_get(pci_cfg_cap_ + kCapLength, 4);
+        const uint32_t data = config_get(pci_cfg_cap_ + kCapPciCfgData, 4);
+        if (bar != 0 || (blen != 1 && blen != 2 && blen != 4) || boff % blen) return;
+        uint8_t bytes[4];
+        for (unsigned i = 0; i < 4; ++i) bytes[i] = static_cast<uint8_t>(data >> (8 * i));
+        bar_write(boff, std::span<const uint8_t>(bytes, blen));  // bar_write bounds-checks
+    }
+}
+
+std::optional<uint32_t> VirtioPciDevice::config_read_override(uint16_t offset, unsigned len) {
+    const uint16_t data_off = pci_cfg_cap_ + kCapPciCfgData;
+    if (!pci_cfg_cap_ || offset < data_off || offset + len > data_off + 4u) return std::nullopt;
+    const uint32_t bar = config_get(pci_cfg_cap_ + kCapBar, 1);
+    const uint32_t boff = config_get(pci_cfg_cap_ + kCapOffset, 4);
+    const uint32_t blen = config_get(pci_cfg_cap_ + kCapLength, 4);
+    if (bar != 0 || (blen != 1 && blen != 2 && blen != 4) || boff % blen) return std::nullopt;
+    uint8_t bytes[4] = {0, 0, 0, 0};
+    bar_read(boff, std::span<uint8_t>(bytes, blen));
+    uint32_t v = 0;
+    for (unsigned i = 0; i < len; ++i) v |= uint32_t{bytes[offset - data_off + i]} << (8 * i);
+    return v;
+}
+
+void VirtioPciDevice::bar_moved(unsigned bar, std::optional<uint64_t> base) {
+    if (bar != 0) return;
+    std::vector<uint64_t> old;
+    {
+        std::lock_guard lock(mu_);
+        old = ioevent_gpas_;
+        bar_base_ = base;
+    }
+    std::vector<uint64_t> now(nqueues_, 0);
+    if (ioevents_) {
+        for (uint16_t q = 0; q < nqueues_; ++q)
+            if (old[q]) ioevents_->unregister_notify(old[q], q);
+        for (uint16_t q = 0; base && q < nqueues_; ++q) {
+            const uint64_t gpa = *base + kNotifyOffset + uint64_t{kNotifyMultiplier} * q;
+            if (auto r = ioevents_->register_notify(gpa, q); r)
+                now[q] = gpa;
+            else  // still works, through MMIO exits
+                log::debug("virtio-pci: no ioeventfd for queue {}: {}", q, r.error().message);
+        }
+    }
+    std::lock_guard lock(mu_);
+    ioevent_gpas_ = std::move(now);
+}
+
+}  // namespace kvmsandbox
