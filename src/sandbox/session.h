@@ -12,6 +12,7 @@
 
 #include "base/event_loop.h"
 #include "virtio/console/console.h"
+#include "virtio/console/fd_ports.h"
 
 namespace kvmsandbox {
 
@@ -43,20 +44,16 @@ class SandboxSession {
     const std::optional<SessionStatus>& status() const { return status_; }
 
   private:
-    class InputPort;
-    class OutputPort;
-    class StatusPort;
-    class ControlPort;
     void on_status_line(const std::string& line);
 
     EventLoop& loop_;
     bool tty_;
     VirtioConsole* console_ = nullptr;
-    std::unique_ptr<InputPort> input_;
-    std::unique_ptr<OutputPort> out_;
-    std::unique_ptr<OutputPort> err_;
-    std::unique_ptr<StatusPort> status_port_;
-    std::unique_ptr<ControlPort> control_;
+    std::unique_ptr<FdInputPort> input_;
+    std::unique_ptr<FdOutputPort> out_;
+    std::unique_ptr<FdOutputPort> err_;
+    std::unique_ptr<LineInputPort> status_port_;
+    std::unique_ptr<LineOutputPort> control_;
     std::optional<SessionStatus> status_;
 };
 
