@@ -42,12 +42,13 @@ inline std::unexpected<Error> fail_errno(const std::string& what) {
 // error from the enclosing function (which returns any Result<T>), and
 // KS_TRY_ASSIGN(decl, expr) declares `decl` from a Result's value or returns
 // its error. Macros, because only a macro can return from its caller.
+// KS_TRY_ASSIGN is two statements: give it braces under an if or a loop.
 #define KS_CONCAT_INNER(a, b) a##b
 #define KS_CONCAT(a, b) KS_CONCAT_INNER(a, b)
-#define KS_TRY(expr)                                                               \
-    do {                                                                           \
-        if (auto ks_try_result_ = (expr); !ks_try_result_)                         \
-            return ::std::unexpected(::std::move(ks_try_result_).error());         \
+#define KS_TRY(expr)                                                       \
+    do {                                                                   \
+        if (auto ks_try_result_ = (expr); !ks_try_result_)                 \
+            return ::std::unexpected(::std::move(ks_try_result_).error()); \
     } while (0)
 #define KS_TRY_ASSIGN(decl, expr) KS_TRY_ASSIGN_IMPL(decl, expr, KS_CONCAT(ks_try_, __LINE__))
 #define KS_TRY_ASSIGN_IMPL(decl, expr, tmp)                       \

@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "base/result.h"
+
 namespace kvmsandbox::cli {
 
 struct Dispatch {
@@ -29,16 +31,9 @@ void add_setup_command(CLI::App& app, Dispatch& d);
 // The exit code for kvmsandbox's own errors (container convention).
 inline constexpr int kExitOwnError = 125;
 
-// A one-line explanation when this host's KVM cannot boot a stock kernel,
-// naming the harness command that runs `argv` inside a TCG-hosted VM; empty
-// when KVM looks usable. `argv` is the command line as the user typed it.
-std::string kvm_unusable_reason(const std::vector<std::string>& argv);
-
-// Whether a start will get as far as KVM: no `unusable_reason` and a
-// /dev/kvm to open. Work that only a boot needs (unpacking the kernel into
-// the cache) waits for it, so a host without KVM fails fast and keeps
-// nothing.
-bool kvm_reachable(const std::string& unusable_reason);
+// The edge of every command: an error becomes its one line on stderr and
+// its exit code.
+int report_error(const Error& e);
 
 // The process's argv, kept by main() for messages that repeat it.
 std::vector<std::string>& original_argv();

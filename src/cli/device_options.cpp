@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 namespace kvmsandbox::cli {
 
@@ -24,10 +25,6 @@ Result<uint16_t> parse_port(std::string_view s, std::string_view what) {
 }
 
 }  // namespace
-
-std::string format_ipv4(const std::array<uint8_t, 4>& a) {
-    return fmt::format("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
-}
 
 Result<std::array<uint8_t, 4>> parse_ipv4(std::string_view text) {
     std::array<uint8_t, 4> out{};
@@ -178,6 +175,26 @@ Result<DevicePlan> plan_devices(const DeviceArgs& args) {
     // gets vdaa.., which is fine, but nobody needs more.
     if (plan.disks.size() > 26) return failf("at most 26 --disk options");
     return plan;
+}
+
+void add_device_options(CLI::App& app, DeviceArgs& args, const std::string& default_net) {
+    args.net = default_net;
+    app.add_option("--net", args.net,
+                   "Network: none, user (NAT through libslirp; the host is 10.0.2.2) or "
+                   "tap:IFNAME (default " +
+                       default_net + ")");
+    app.add_option("--publish", args.publish,
+                   "With --net user: forward [ADDR:]HOSTPORT:GUESTPORT[/udp] to the guest "
+                   "(repeatable)")
+        ->allow_extra_args(false);
+    app.add_option("--ip", args.ip, "With --net tap: the guest's address, ADDR/PREFIX");
+    app.add_option("--gateway", args.gateway, "With --net tap: the guest's default gateway");
+    app.add_option("--dns", args.dns, "With --net tap: the guest's name server");
+    app.add_option("--disk", args.disks,
+                   "Add a virtio-blk disk: a raw image FILE[,ro] (repeatable)")
+        ->allow_extra_args(false);
+    app.add_flag("--rng,!--no-rng", args.rng,
+                 "A virtio-rng device fed by getrandom() (default on)");
 }
 
 }  // namespace kvmsandbox::cli

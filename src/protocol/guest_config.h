@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "sandbox/share_plan.h"
+#include "protocol/shares.h"
 
 namespace kvmsandbox {
 

@@ -8,26 +8,9 @@
 #include <vector>
 
 #include "base/result.h"
+#include "protocol/shares.h"
 
 namespace kvmsandbox {
-
-struct Share {
-    std::string host_path;   // absolute, normalized
-    std::string guest_path;  // absolute mount point in the guest
-    bool read_only = true;
-    std::vector<std::string> hidden;  // paths relative to host_path the guest must not see
-    std::string tag;                  // virtio-9p mount tag, set by plan_shares
-};
-
-struct SymlinkEntry {
-    std::string path;    // in the guest, e.g. /bin
-    std::string target;  // e.g. usr/bin
-};
-
-struct SharePlan {
-    std::vector<Share> shares;
-    std::vector<SymlinkEntry> symlinks;
-};
 
 // Parses one --share value: HOST[:GUEST][:ro|:rw]. HOST must exist and be a
 // directory; GUEST defaults to HOST.

@@ -14,12 +14,12 @@
 #include <thread>
 #include <vector>
 
-#include "arch/x86/bzimage.h"
 #include "base/event_loop.h"
+#include "base/guest_memory.h"
 #include "base/mmap.h"
 #include "base/result.h"
-#include "devices/bus.h"
 #include "devices/acpi_pm.h"
+#include "devices/bus.h"
 #include "devices/cmos_rtc.h"
 #include "devices/i8042.h"
 #include "devices/pci.h"
@@ -28,31 +28,14 @@
 #include "kvm/kvm.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
-#include "base/guest_memory.h"
+#include "vmm/machine_config.h"
+#include "vmm/serial_console.h"
 #include "vmm/stop_status.h"
 #include "vmm/vcpu_control.h"
 #include "vmm/vcpu_loop.h"
 #include "vmm/virtio_slot.h"
 
 namespace kvmsandbox {
-
-struct MachineConfig {
-    std::string kernel_path;  // the bzImage
-    // Non-empty: the bzImage's own vmlinux, unpacked (sandbox/kernel_unpack.h);
-    // booted instead of the bzImage, which then only supplies the setup header.
-    std::string vmlinux_path;
-    std::string initrd_path;  // empty: none (or initrd_data)
-    std::vector<uint8_t>
-        initrd_data;            // an initramfs built in memory; used when initrd_path is empty
-    std::string extra_cmdline;  // appended to our defaults
-    std::string name;
-    unsigned cpus = 1;
-    uint64_t mem_bytes = 512ull << 20;
-    int console_in = -1;   // serial input source (not owned); -1: none
-    int console_out = -1;  // serial output sink (not owned); -1: discard
-    // Non-empty: this host's KVM cannot boot a stock kernel; refuse with this.
-    std::string kvm_unusable_reason;
-};
 
 // An IRQ line driven through KVM_IRQ_LINE.
 class KvmIrqLine : public IrqLine {
@@ -82,6 +65,13 @@ struct MachineStats {
     std::vector<Vcpu> vcpus;
     std::vector<Device> devices;
 };
+
+// The sizes a machine can have: memory between a Linux guest's minimum and
+// the host's RAM, vCPUs within the ACPI tables' limit. create() checks them;
+// the launcher calls them first to name the user's option in the message
+// ("--mem 1M is too small: ...").
+Result<void> check_guest_memory(uint64_t mem_bytes);
+Result<void> check_vcpu_count(unsigned cpus);
 
 class Machine {
   public:
@@ -125,22 +115,10 @@ class Machine {
   private:
     Machine(const MachineConfig& cfg, Kvm kvm, Vm vm);
     Result<void> setup_memory();
-    // The kernel as loaded: its setup header (for boot_params), where it sits
-    // and where the boot CPU enters it.
-    struct LoadedKernel {
-        x86::BzImage header;
-        uint64_t addr = 0;   // lowest byte
-        uint64_t entry = 0;  // 64-bit entry point
-        uint64_t end = 0;    // first byte after its footprint
-    };
-    Result<LoadedKernel> load_bzimage(uint64_t low_ram);
-    Result<LoadedKernel> load_vmlinux(uint64_t low_ram);
-    Result<void> load_guest();
     Result<void> setup_devices();
     Result<void> setup_vcpus();
-    Result<void> setup_console_input();
-    void feed_console();
-    void write_console(std::span<const uint8_t> bytes);
+    Result<void> watch_signals();
+    void start_vcpus();
     void kick_vcpus();
 
     MachineConfig cfg_;
@@ -173,12 +151,8 @@ class Machine {
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
     std::unique_ptr<EventLoop> loop_;
+    std::unique_ptr<SerialConsole> console_;
     UniqueFd signal_fd_;
-    UniqueFd rx_drained_fd_;
-    std::vector<uint8_t> console_pending_;
-    size_t console_pending_off_ = 0;
-    bool console_in_open_ = false;
-    bool saw_escape_ = false;  // Ctrl-A pressed on a terminal console
 
     uint64_t boot_entry_ = 0;  // the boot CPU's first rip
     std::atomic<bool> stop_flag_{false};

@@ -1,36 +1,20 @@
-#include "cli/devices.h"
+#include "app/devices.h"
 
 #include <net/if.h>
 
 #include <filesystem>
 
-#include "virtio/net/slirp_backend.h"
-#include "virtio/net/tap_backend.h"
 #include "virtio/block/block.h"
 #include "virtio/block/disk_image.h"
 #include "virtio/net/net.h"
+#include "virtio/net/slirp_backend.h"
+#include "virtio/net/tap_backend.h"
 #include "virtio/rng/rng.h"
 
-namespace kvmsandbox::cli {
+namespace kvmsandbox::app {
 
-void add_device_options(CLI::App& app, DeviceArgs& args, const std::string& default_net) {
-    args.net = default_net;
-    app.add_option("--net", args.net,
-                   "Network: none, user (NAT through libslirp; the host is 10.0.2.2) or "
-                   "tap:IFNAME (default " +
-                       default_net + ")");
-    app.add_option("--publish", args.publish,
-                   "With --net user: forward [ADDR:]HOSTPORT:GUESTPORT[/udp] to the guest "
-                   "(repeatable)")
-        ->allow_extra_args(false);
-    app.add_option("--ip", args.ip, "With --net tap: the guest's address, ADDR/PREFIX");
-    app.add_option("--gateway", args.gateway, "With --net tap: the guest's default gateway");
-    app.add_option("--dns", args.dns, "With --net tap: the guest's name server");
-    app.add_option("--disk", args.disks,
-                   "Add a virtio-blk disk: a raw image FILE[,ro] (repeatable)")
-        ->allow_extra_args(false);
-    app.add_flag("--rng,!--no-rng", args.rng,
-                 "A virtio-rng device fed by getrandom() (default on)");
+std::string format_ipv4(const std::array<uint8_t, 4>& a) {
+    return fmt::format("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
 }
 
 std::vector<std::string> device_modules(const DevicePlan& plan) {
@@ -115,4 +99,4 @@ Result<void> attach_devices(Machine& m, const DevicePlan& plan, WorkerPool& pool
     return {};
 }
 
-}  // namespace kvmsandbox::cli
+}  // namespace kvmsandbox::app

@@ -1,4 +1,4 @@
-#include "vmm/boot_regs.h"
+#include "arch/x86/boot_regs.h"
 
 namespace kvmsandbox {
 
