@@ -16,16 +16,18 @@ VirtioP9::~VirtioP9() {
 }
 
 void VirtioP9::read_config(uint32_t offset, std::span<uint8_t> data) {
-    // struct virtio_9p_config { le16 tag_len; u8 tag[tag_len]; }
+    // struct virtio_9p_config (see the static_asserts in the header).
+    constexpr size_t kLen = offsetof(virtio_9p_config, tag_len);
+    constexpr size_t kTag = offsetof(virtio_9p_config, tag);
     for (size_t i = 0; i < data.size(); ++i) {
         const size_t at = offset + i;
         uint8_t v = 0;
-        if (at == 0)
+        if (at == kLen)
             v = static_cast<uint8_t>(tag_.size());
-        else if (at == 1)
+        else if (at == kLen + 1)
             v = static_cast<uint8_t>(tag_.size() >> 8);
-        else if (at - 2 < tag_.size())
-            v = static_cast<uint8_t>(tag_[at - 2]);
+        else if (at >= kTag && at - kTag < tag_.size())
+            v = static_cast<uint8_t>(tag_[at - kTag]);
         data[i] = v;
     }
 }

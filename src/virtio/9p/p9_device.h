@@ -5,8 +5,12 @@
 // scatter/gather form).
 #pragma once
 
+#include <linux/virtio_9p.h>
+#include <linux/virtio_ids.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,9 +21,16 @@
 
 namespace kvmsandbox {
 
+// The device config is struct virtio_9p_config: le16 tag_len, then the tag
+// bytes (no NUL). read_config relies on exactly this layout.
+static_assert(offsetof(virtio_9p_config, tag_len) == 0);
+static_assert(offsetof(virtio_9p_config, tag) == 2);
+static_assert(sizeof(virtio_9p_config) == 2);
+static_assert(sizeof(virtio_9p_config::tag_len) == 2);
+
 class VirtioP9 : public VirtioDevice {
   public:
-    static constexpr uint64_t kFMountTag = 1ull << 0;
+    static constexpr uint64_t kFMountTag = 1ull << VIRTIO_9P_MOUNT_TAG;
     static constexpr uint16_t kQueueSize = 128;
     static constexpr size_t kMaxTagLen = 64;
 
@@ -27,12 +38,14 @@ class VirtioP9 : public VirtioDevice {
     VirtioP9(std::string tag, std::unique_ptr<p9::P9Server> server, WorkerPool& pool);
     ~VirtioP9() override;
 
-    uint16_t device_type() const override { return virtio::kType9p; }
+    uint16_t device_type() const override { return VIRTIO_ID_9P; }
     uint64_t device_features() const override { return kFMountTag; }
     uint16_t num_queues() const override { return 1; }
     uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
     uint32_t pci_class() const override { return 0x018000; }  // mass storage, other
-    uint32_t config_size() const override { return static_cast<uint32_t>(2 + tag_.size()); }
+    uint32_t config_size() const override {
+        return static_cast<uint32_t>(sizeof(virtio_9p_config) + tag_.size());
+    }
     void read_config(uint32_t offset, std::span<uint8_t> data) override;
     void write_config(uint32_t, std::span<const uint8_t>) override {}
     Result<void> activate(uint64_t features, std::span<SplitQueue* const> queues,

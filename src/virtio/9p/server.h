@@ -1,7 +1,8 @@
 // A 9P2000.L file server confined to one host directory (the share root).
 //
-// Everything in a request is hostile (DESIGN.md 2-3). Confinement rests on
-// file descriptors, never on path strings:
+// Everything in a request is hostile (DESIGN.md 2-3). Confinement is the
+// share core's (shares/confined_root.h); it rests on file descriptors, never
+// on path strings:
 //  - every fid holds an O_PATH descriptor of its object; walk resolves one
 //    component at a time with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 //    RESOLVE_NO_MAGICLINKS) relative to the previous descriptor, and with
@@ -31,6 +32,10 @@
 //  - locks are OFD locks taken without blocking; a conflict answers
 //    Rlock(BLOCKED) and the Linux client retries.
 //
+// The implementation is split by concern: server.cpp (framing, dispatch
+// table, session, fid table), server_walk.cpp, server_io.cpp, server_dir.cpp,
+// server_meta.cpp, server_xattr_lock.cpp.
+//
 // Thread safety: handle() may run concurrently on several threads (different
 // tags). The fid table has one mutex held only for lookups and updates; a
 // request keeps its fid alive with a shared_ptr, so file I/O runs without the
@@ -44,7 +49,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -53,6 +57,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "shares/confined_root.h"
 #include "virtio/9p/wire.h"
 
 namespace kvmsandbox::p9 {
@@ -111,26 +116,32 @@ class P9Server {
 
     uint32_t msize() const { return msize_.load(); }
     size_t fid_count() const;
-    bool read_only() const { return read_only_; }
+    bool read_only() const { return root_.read_only(); }
 
   private:
     using FidPtr = std::shared_ptr<Fid>;
+    using Handler = ErrnoResult<void> (P9Server::*)(Reader& r, Writer& w);
 
+    // The handler of a T-message type, null for types we do not serve.
+    static Handler handler(uint8_t type);
     size_t dispatch(const Header& h, std::span<const uint8_t> body, std::span<uint8_t> out);
+    // server_io.cpp: Tread and Twrite, zero copy.
     size_t do_read(const Header& h, std::span<const uint8_t> head, const IoVecs& response,
                    size_t cap);
     size_t do_write(const Header& h, std::span<const uint8_t> head, const IoVecs& request,
                     const IoVecs& response);
 
+    // server.cpp: session and fid lifetime.
     ErrnoResult<void> op_version(Reader& r, Writer& w);
+    ErrnoResult<void> op_auth(Reader& r, Writer& w);
     ErrnoResult<void> op_attach(Reader& r, Writer& w);
+    ErrnoResult<void> op_flush(Reader& r, Writer& w);
+    ErrnoResult<void> op_clunk(Reader& r, Writer& w);
+    // server_walk.cpp: walk, open, create.
     ErrnoResult<void> op_walk(Reader& r, Writer& w);
     ErrnoResult<void> op_lopen(Reader& r, Writer& w);
     ErrnoResult<void> op_lcreate(Reader& r, Writer& w);
-    ErrnoResult<void> op_clunk(Reader& r, Writer& w);
-    ErrnoResult<void> op_remove(Reader& r, Writer& w);
-    ErrnoResult<void> op_getattr(Reader& r, Writer& w);
-    ErrnoResult<void> op_setattr(Reader& r, Writer& w);
+    // server_dir.cpp: directory entries.
     ErrnoResult<void> op_readdir(Reader& r, Writer& w);
     ErrnoResult<void> op_mkdir(Reader& r, Writer& w);
     ErrnoResult<void> op_symlink(Reader& r, Writer& w);
@@ -139,32 +150,26 @@ class P9Server {
     ErrnoResult<void> op_rename(Reader& r, Writer& w);
     ErrnoResult<void> op_renameat(Reader& r, Writer& w);
     ErrnoResult<void> op_unlinkat(Reader& r, Writer& w);
+    ErrnoResult<void> op_remove(Reader& r, Writer& w);
+    // server_meta.cpp: attributes and the file system.
+    ErrnoResult<void> op_getattr(Reader& r, Writer& w);
+    ErrnoResult<void> op_setattr(Reader& r, Writer& w);
     ErrnoResult<void> op_readlink(Reader& r, Writer& w);
     ErrnoResult<void> op_statfs(Reader& r, Writer& w);
     ErrnoResult<void> op_fsync(Reader& r, Writer& w);
+    // server_xattr_lock.cpp: extended attributes and locks.
     ErrnoResult<void> op_lock(Reader& r, Writer& w);
     ErrnoResult<void> op_getlock(Reader& r, Writer& w);
     ErrnoResult<void> op_xattrwalk(Reader& r, Writer& w);
     ErrnoResult<void> op_xattrcreate(Reader& r, Writer& w);
+    ErrnoResult<void> apply_xattr(Fid& f);
 
     ErrnoResult<FidPtr> get_fid(uint32_t id) const;
     ErrnoResult<void> add_fid(uint32_t id, FidPtr fid, bool replace);
     FidPtr take_fid(uint32_t id);
-    ErrnoResult<UniqueFd> walk_dotdot(int dir_fd) const;
-    ErrnoResult<bool> is_root(int fd) const;
-    ErrnoResult<UniqueFd> reopen(int path_fd, int flags) const;
-    ErrnoResult<void> fix_mode(int dir_fd, const std::string& name, mode_t mode) const;
-    ErrnoResult<void> apply_xattr(Fid& f);
 
-    std::shared_ptr<const UniqueFd> root_;
-    dev_t root_dev_ = 0;
-    ino_t root_ino_ = 0;
-    UniqueFd proc_fd_;  // /proc/self/fd, to reopen O_PATH descriptors
-    std::set<std::pair<dev_t, ino_t>> hidden_;
-    bool is_hidden(dev_t dev, ino_t ino) const {
-        return !hidden_.empty() && hidden_.count({dev, ino});
-    }
-    bool read_only_;
+    // Declared before options_: built from the constructor's arguments.
+    shares::ConfinedRoot root_;
     Options options_;
     std::atomic<uint32_t> msize_{0};
     std::atomic<bool> negotiated_{false};
