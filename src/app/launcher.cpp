@@ -59,13 +59,13 @@ Result<Outcome> launch(const VmRequest& req, MachineConfig cfg, Workload& worklo
     raise_fd_limit();
 
     // Before the first helper thread (the worker pool) starts.
-    KS_TRY(sandbox::arm_hardening(req.hardening));
+    KS_TRY(hardening::arm_hardening(req.hardening));
     KS_TRY_ASSIGN(auto machine, Machine::create(cfg));
     Machine& m = *machine;
     KS_TRY(workload.attach_early(m));
 
     WorkerPool pool(4);
-    sandbox::HardeningGate hardening_gate;  // right after the pool: see its header
+    hardening::HardeningGate hardening_gate;  // right after the pool: see its header
     KS_TRY(workload.attach(m, pool));
     KS_TRY(attach_devices(m, req.devices, pool));
     VirtioBalloon* balloon = nullptr;

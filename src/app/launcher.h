@@ -35,7 +35,7 @@ struct VmRequest {
     bool balloon = false;
     bool verbose = false;
     DevicePlan devices;
-    sandbox::HardeningOptions hardening;
+    hardening::HardeningOptions hardening;
     std::vector<std::string> argv;  // the command line as typed, for messages
 };
 

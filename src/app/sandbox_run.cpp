@@ -38,7 +38,7 @@ constexpr int kSignalGraceSeconds = 10;
 // Who CMD runs as, with which groups: the caller, or --user's identity, since
 // with --user the VM process serves the shares as that user (files CMD
 // creates are then theirs on both sides).
-void set_identity(GuestRunSpec& spec, const sandbox::HardeningOptions& h) {
+void set_identity(GuestRunSpec& spec, const hardening::HardeningOptions& h) {
     spec.uid = ::getuid();
     spec.gid = ::getgid();
     int ng = ::getgroups(0, nullptr);

@@ -14,16 +14,16 @@ void add_hardening_options(CLI::App& app, HardeningArgs& args) {
                    "and files are open (the guest command runs as that user too)");
 }
 
-Result<sandbox::HardeningOptions> plan_hardening(const HardeningArgs& args) {
-    sandbox::HardeningOptions o;
+Result<hardening::HardeningOptions> plan_hardening(const HardeningArgs& args) {
+    hardening::HardeningOptions o;
     o.seccomp = args.seccomp != "off";
     if (!args.user.empty()) {
         if (::geteuid() != 0) return failf("--user {}: only root can switch users", args.user);
-        auto u = sandbox::parse_user_spec(args.user);
+        auto u = hardening::parse_user_spec(args.user);
         if (!u) return std::unexpected(u.error());
         o.user = *u;
     }
-    sandbox::read_hardening_debug_env(o);
+    hardening::read_hardening_debug_env(o);
     return o;
 }
 

@@ -19,6 +19,6 @@ void add_hardening_options(CLI::App& app, HardeningArgs& args);
 
 // Resolves --user (which needs root: only root can become someone else) and
 // reads the debug hook's environment variable.
-Result<sandbox::HardeningOptions> plan_hardening(const HardeningArgs& args);
+Result<hardening::HardeningOptions> plan_hardening(const HardeningArgs& args);
 
 }  // namespace kvmsandbox::cli

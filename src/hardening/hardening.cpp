@@ -14,7 +14,7 @@
 #include "hardening/seccomp_filter.h"
 #include "hardening/seccomp_policy.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 namespace {
 
@@ -116,4 +116,4 @@ HardeningGate::~HardeningGate() {
     pl.cv.notify_all();
 }
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

@@ -17,7 +17,7 @@
 #include "base/result.h"
 #include "hardening/privileges.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 // The debug hook: with this variable set to 1 the main thread makes a
 // forbidden call (personality) right after loading its filter, while the
@@ -52,4 +52,4 @@ class HardeningGate {
     Result<void> commit();
 };
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

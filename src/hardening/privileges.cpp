@@ -10,7 +10,7 @@
 #include <charconv>
 #include <memory>
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 namespace {
 
@@ -128,4 +128,4 @@ Result<void> drop_thread_privileges(const ThreadPrivileges& p) {
     return {};
 }
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

@@ -15,7 +15,7 @@
 #include "base/result.h"
 #include "base/thread_role.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 // --user: whom the VM process becomes once /dev/kvm, taps and files are open.
 struct UserSpec {
@@ -50,4 +50,4 @@ struct ThreadPrivileges {
 // then keeps only `keep` and clears the ambient set.
 Result<void> drop_thread_privileges(const ThreadPrivileges& p);
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

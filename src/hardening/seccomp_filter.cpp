@@ -12,7 +12,7 @@
 #include <memory>
 #include <mutex>
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 namespace {
 
@@ -120,4 +120,4 @@ Result<void> install_seccomp_filter(const SeccompPolicy& policy) {
     return {};
 }
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

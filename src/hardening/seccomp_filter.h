@@ -5,7 +5,7 @@
 #include "base/result.h"
 #include "hardening/seccomp_policy.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 // Exit status of a process killed for a forbidden system call: kvmsandbox's
 // own failure, as far as the caller can tell.
@@ -21,4 +21,4 @@ Result<void> install_sigsys_reporter();
 // TSYNC: every thread loads its own role's list). Anything else traps.
 Result<void> install_seccomp_filter(const SeccompPolicy& policy);
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

@@ -12,7 +12,7 @@
 
 #include "kvm/ioctls.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 namespace {
 
@@ -264,4 +264,4 @@ const std::vector<std::string>& never_allowed_syscalls() {
     return names;
 }
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

@@ -11,7 +11,7 @@
 
 #include "base/thread_role.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 
 // One allowed system call. Without a condition any arguments pass; with one,
 // the call passes only when (argument `arg` & mask) equals one of `values`
@@ -41,4 +41,4 @@ SeccompPolicy seccomp_policy(ThreadRole role);
 // unit tests check that no role allows any of them.
 const std::vector<std::string>& never_allowed_syscalls();
 
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

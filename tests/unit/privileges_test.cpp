@@ -9,7 +9,7 @@
 
 #include "forked_child.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 namespace {
 
 using kvmsandbox::testing::run_in_child;
@@ -116,4 +116,4 @@ TEST(Privileges, ParseUserSpec) {
 }
 
 }  // namespace
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

@@ -14,7 +14,7 @@
 
 #include "forked_child.h"
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 namespace {
 
 using kvmsandbox::testing::run_in_child;
@@ -136,4 +136,4 @@ TEST(SeccompFilter, TheLoopOpensOnlyToRead) {
 }
 
 }  // namespace
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening

@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-namespace kvmsandbox::sandbox {
+namespace kvmsandbox::hardening {
 namespace {
 
 TEST(SeccompPolicy, EveryRoleCanReportAndDie) {
@@ -123,4 +123,4 @@ TEST(SeccompPolicy, NoExecutableMappings) {
 }
 
 }  // namespace
-}  // namespace kvmsandbox::sandbox
+}  // namespace kvmsandbox::hardening
