@@ -130,7 +130,7 @@ class DriverQueue {
 
     // Writes descriptor `i` of the table directly (for hostile chains).
     void write_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next = 0) {
-        VirtqDesc d{addr, len, flags, next};
+        vring_desc d{addr, len, flags, next};
         ASSERT_TRUE(g_.mem().write_obj(desc_ + 16ull * i, d));
     }
     // Makes `head` available.
@@ -154,10 +154,10 @@ class DriverQueue {
             free_.pop_back();
         }
         for (size_t i = 0; i < segs.size(); ++i) {
-            uint16_t flags = segs[i].writable ? virtq::kDescFWrite : 0;
+            uint16_t flags = segs[i].writable ? VRING_DESC_F_WRITE : 0;
             uint16_t next = 0;
             if (i + 1 < segs.size()) {
-                flags |= virtq::kDescFNext;
+                flags |= VRING_DESC_F_NEXT;
                 next = idx[i + 1];
             }
             write_desc(idx[i], segs[i].gpa, segs[i].len, flags, next);
