@@ -519,10 +519,12 @@ uint64_t VirtioPciDevice::msix_read(uint32_t off, unsigned len) {
         return v;
     }
     const uint32_t o = off - kMsixTableOffset;
-    const uint32_t vec = o / 16, field = o % 16;
+    const uint32_t vec = o / PCI_MSIX_ENTRY_SIZE, field = o % PCI_MSIX_ENTRY_SIZE;
     if (vec >= nvectors_ || (len != 4 && len != 8) || field % len) return 0;
     const MsixEntry& e = msix_table_[vec];
+    // The entry's dwords in table order (PCI_MSIX_ENTRY_LOWER_ADDR ...).
     const uint32_t dw[4] = {e.addr_lo, e.addr_hi, e.data, e.ctrl};
+    static_assert(PCI_MSIX_ENTRY_VECTOR_CTRL == 3 * sizeof(uint32_t));
     uint64_t v = dw[field / 4];
     if (len == 8) v |= uint64_t{dw[field / 4 + 1]} << 32;
     return v;
@@ -532,21 +534,21 @@ void VirtioPciDevice::msix_write(uint32_t off, unsigned len, uint64_t v) {
     if (off >= kMsixPbaOffset) return;  // PBA is read-only
     std::lock_guard lock(mu_);
     const uint32_t o = off - kMsixTableOffset;
-    const uint32_t vec = o / 16, field = o % 16;
+    const uint32_t vec = o / PCI_MSIX_ENTRY_SIZE, field = o % PCI_MSIX_ENTRY_SIZE;
     if (vec >= nvectors_ || (len != 4 && len != 8) || field % len) return;
     MsixEntry& e = msix_table_[vec];
     auto set = [&](uint32_t f, uint32_t val) {
         switch (f) {
-            case 0:
+            case PCI_MSIX_ENTRY_LOWER_ADDR:
                 e.addr_lo = val;
                 break;
-            case 4:
+            case PCI_MSIX_ENTRY_UPPER_ADDR:
                 e.addr_hi = val;
                 break;
-            case 8:
+            case PCI_MSIX_ENTRY_DATA:
                 e.data = val;
                 break;
-            case 12:
+            case PCI_MSIX_ENTRY_VECTOR_CTRL:
                 e.ctrl = val & PCI_MSIX_ENTRY_CTRL_MASKBIT;
                 break;  // only the mask bit is defined
         }
