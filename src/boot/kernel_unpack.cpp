@@ -17,6 +17,7 @@
 #include "arch/x86/vmlinux.h"
 #include "boot/cache_files.h"
 #include "base/file.h"
+#include "base/io.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "boot/boot_cache.h"
@@ -46,16 +47,6 @@ uint32_t le32_at_end(std::span<const uint8_t> b) {
     const size_t n = b.size();
     return uint32_t{b[n - 4]} | (uint32_t{b[n - 3]} << 8) | (uint32_t{b[n - 2]} << 16) |
            (uint32_t{b[n - 1]} << 24);
-}
-
-bool write_all(int fd, std::span<const uint8_t> data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        data = data.subspan(static_cast<size_t>(n));
-    }
-    return true;
 }
 
 // Runs argv with stdin from `in_fd`, stdout to `out_fd`, stderr discarded.
@@ -143,8 +134,9 @@ Result<void> unpack_kernel(std::span<const uint8_t> file, int out_fd) {
 
     UniqueFd in(::memfd_create("kvmsandbox-kernel-payload", MFD_CLOEXEC));
     if (!in) return fail_errno("memfd_create");
-    if (!write_all(in.get(), input) || ::lseek(in.get(), 0, SEEK_SET) != 0)
-        return fail_errno("writing the kernel payload");
+    if (auto r = write_all(in.get(), input); !r)
+        return fail("writing the kernel payload: " + r.error().message);
+    if (::lseek(in.get(), 0, SEEK_SET) != 0) return fail_errno("writing the kernel payload");
     if (::ftruncate(out_fd, 0) != 0 || ::lseek(out_fd, 0, SEEK_SET) != 0)
         return fail_errno("truncating the unpacked kernel file");
     if (auto r = run_filter(argv, in.get(), out_fd); !r) return r;

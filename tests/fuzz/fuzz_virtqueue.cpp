@@ -24,8 +24,8 @@
 #include <span>
 #include <vector>
 
-#include "fuzz_check.h"
 #include "base/guest_memory.h"
+#include "fuzz_check.h"
 #include "virtio/transport/virtqueue.h"
 
 namespace {
@@ -58,7 +58,9 @@ struct Guest {
         }
         return false;
     }
-    uint16_t used_idx() const { return mem.read_obj<uint16_t>(kUsed + 2).value_or(0); }
+    uint16_t used_idx() const {
+        return mem.read_obj<uint16_t>(kUsed + offsetof(vring_used, idx)).value_or(0);
+    }
 };
 
 // Checks a popped chain; with `fill`, also writes its writable buffers the way
@@ -128,9 +130,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // The element is published: idx moved by one, the entry names the chain.
         FUZZ_CHECK(q.next_used() == static_cast<uint16_t>(before + 1));
         FUZZ_CHECK(g.used_idx() == q.next_used());
-        const uint64_t elem = kUsed + 4 + 8ull * (before % qsize);
+        const uint64_t elem =
+            kUsed + offsetof(vring_used, ring) + sizeof(vring_used_elem) * (before % qsize);
         FUZZ_CHECK(g.mem.read_obj<uint32_t>(elem) == uint32_t{c.head});
-        FUZZ_CHECK(g.mem.read_obj<uint32_t>(elem + 4) == written);
+        FUZZ_CHECK(g.mem.read_obj<uint32_t>(elem + offsetof(vring_used_elem, len)) == written);
         q.needs_interrupt();
     };
 
@@ -179,8 +182,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     bool ok = drain(do_unpop);
     if (ok && idx_bump != 0) {
-        const uint16_t idx = g.mem.read_obj<uint16_t>(kAvail + 2).value_or(0);
-        FUZZ_CHECK(g.mem.write_obj<uint16_t>(kAvail + 2, static_cast<uint16_t>(idx + idx_bump)));
+        const uint16_t idx =
+            g.mem.read_obj<uint16_t>(kAvail + offsetof(vring_avail, idx)).value_or(0);
+        FUZZ_CHECK(g.mem.write_obj<uint16_t>(kAvail + offsetof(vring_avail, idx),
+                                             static_cast<uint16_t>(idx + idx_bump)));
         ok = drain(false);
     }
     if (ok) {

@@ -102,9 +102,9 @@ class DriverQueue {
   public:
     DriverQueue(FakeGuest& g, uint16_t size, uint16_t max_size, bool event_idx = false)
         : g_(g), size_(size), event_idx_(event_idx), q_(g.mem(), max_size) {
-        desc_ = g.alloc(virtq::desc_table_bytes(size), 16);
-        avail_ = g.alloc(virtq::avail_ring_bytes(size), 2);
-        used_ = g.alloc(virtq::used_ring_bytes(size), 4);
+        desc_ = g.alloc(virtq::desc_table_bytes(size), VRING_DESC_ALIGN_SIZE);
+        avail_ = g.alloc(virtq::avail_ring_bytes(size), VRING_AVAIL_ALIGN_SIZE);
+        used_ = g.alloc(virtq::used_ring_bytes(size), VRING_USED_ALIGN_SIZE);
         configure();
     }
     DriverQueue(const DriverQueue&) = delete;
@@ -130,14 +130,16 @@ class DriverQueue {
 
     // Writes descriptor `i` of the table directly (for hostile chains).
     void write_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next = 0) {
-        VirtqDesc d{addr, len, flags, next};
+        vring_desc d{addr, len, flags, next};
         ASSERT_TRUE(g_.mem().write_obj(desc_ + 16ull * i, d));
     }
     // Makes `head` available.
     void publish(uint16_t head) {
-        ASSERT_TRUE(g_.mem().write_obj<uint16_t>(avail_ + 4 + 2ull * (avail_idx_ % size_), head));
+        ASSERT_TRUE(g_.mem().write_obj<uint16_t>(
+            avail_ + offsetof(vring_avail, ring) + sizeof(__virtio16) * (avail_idx_ % size_),
+            head));
         ++avail_idx_;
-        ASSERT_TRUE(g_.mem().write_obj<uint16_t>(avail_ + 2, avail_idx_));
+        ASSERT_TRUE(g_.mem().write_obj<uint16_t>(avail_ + offsetof(vring_avail, idx), avail_idx_));
     }
     void set_avail_flags(uint16_t f) { ASSERT_TRUE(g_.mem().write_obj<uint16_t>(avail_, f)); }
 
@@ -154,10 +156,10 @@ class DriverQueue {
             free_.pop_back();
         }
         for (size_t i = 0; i < segs.size(); ++i) {
-            uint16_t flags = segs[i].writable ? virtq::kDescFWrite : 0;
+            uint16_t flags = segs[i].writable ? VRING_DESC_F_WRITE : 0;
             uint16_t next = 0;
             if (i + 1 < segs.size()) {
-                flags |= virtq::kDescFNext;
+                flags |= VRING_DESC_F_NEXT;
                 next = idx[i + 1];
             }
             write_desc(idx[i], segs[i].gpa, segs[i].len, flags, next);
@@ -189,7 +191,7 @@ class DriverQueue {
     // A chain of one device-writable buffer of `len` bytes.
     uint16_t add_in(uint32_t len) { return add_chain({{g_.alloc(len), len, true}}); }
 
-    uint16_t used_idx() { return *g_.mem().read_obj<uint16_t>(used_ + 2); }
+    uint16_t used_idx() { return *g_.mem().read_obj<uint16_t>(used_ + offsetof(vring_used, idx)); }
     uint16_t avail_idx() const { return avail_idx_; }
     size_t outstanding() const { return chains_.size(); }
 
@@ -198,10 +200,12 @@ class DriverQueue {
         std::vector<Used> out;
         const uint16_t idx = used_idx();
         while (seen_used_ != idx) {
-            const uint64_t e = used_ + 4 + 8ull * (seen_used_ % size_);
+            const uint64_t e =
+                used_ + offsetof(vring_used, ring) + sizeof(vring_used_elem) * (seen_used_ % size_);
             Used u;
-            u.head = static_cast<uint16_t>(*g_.mem().read_obj<uint32_t>(e));
-            u.len = *g_.mem().read_obj<uint32_t>(e + 4);
+            u.head = static_cast<uint16_t>(
+                *g_.mem().read_obj<uint32_t>(e + offsetof(vring_used_elem, id)));
+            u.len = *g_.mem().read_obj<uint32_t>(e + offsetof(vring_used_elem, len));
             auto it = chains_.find(u.head);
             EXPECT_NE(it, chains_.end()) << "device returned head " << u.head << " not in flight";
             if (it != chains_.end()) {

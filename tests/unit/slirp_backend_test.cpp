@@ -321,10 +321,12 @@ TEST(SlirpBackend, ThroughVirtioNetWithChecksumOffload) {
     auto dev = VirtioNet::create(std::move(backend), {0x52, 0x54, 0x00, 0x12, 0x34, 0x56});
     ASSERT_TRUE(dev.has_value());
     SplitQueue* qs[] = {rxq.ptr(), txq.ptr()};
-    ASSERT_TRUE(
-        (*dev)
-            ->activate(virtio::kFVersion1 | N::kFCsum | N::kFGuestCsum | N::kFMrgRxbuf, qs, irq)
-            .has_value());
+    ASSERT_TRUE((*dev)
+                    ->activate(virtio::bit(VIRTIO_F_VERSION_1) | virtio::bit(VIRTIO_NET_F_CSUM) |
+                                   virtio::bit(VIRTIO_NET_F_GUEST_CSUM) |
+                                   virtio::bit(VIRTIO_NET_F_MRG_RXBUF),
+                               qs, irq)
+                    .has_value());
     for (int i = 0; i < 32; ++i) rxq.add_in(2048);
     (*dev)->queue_notify(N::kRxQueue);
 
@@ -340,7 +342,7 @@ TEST(SlirpBackend, ThroughVirtioNetWithChecksumOffload) {
         while (std::chrono::steady_clock::now() < end) {
             for (auto& u : rxq.collect_used()) {
                 Bytes w = u.written(g);
-                EXPECT_EQ(w[0], N::kHdrFDataValid);
+                EXPECT_EQ(w[0], VIRTIO_NET_HDR_F_DATA_VALID);
                 EXPECT_EQ(w[10] | w[11] << 8, 1);
                 Bytes f(w.begin() + 12, w.end());
                 rxq.add_in(2048);
@@ -365,7 +367,7 @@ TEST(SlirpBackend, ThroughVirtioNetWithChecksumOffload) {
     std::copy(arp->begin() + 22, arp->begin() + 28, gw.begin());
 
     Bytes hdr(12, 0);
-    hdr[0] = N::kHdrFNeedsCsum;
+    hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     hdr[6] = 34;  // csum_start: the TCP header
     hdr[8] = 16;  // csum_offset: its checksum field
     send(hdr, netf::eth(gw, kGuestMac, netf::kEthIpv4,

@@ -65,10 +65,11 @@ class VirtioBalloonTest : public ::testing::Test {
     }
     ~VirtioBalloonTest() override { dev.reset(); }
 
-    void activate(uint64_t features = B::kFStatsVq | B::kFDeflateOnOom) {
+    void activate(uint64_t features = virtio::bit(VIRTIO_BALLOON_F_STATS_VQ) |
+                                      virtio::bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
         std::vector<SplitQueue*> qs;
         for (auto& q : queues) qs.push_back(q->ptr());
-        auto r = dev.activate(virtio::kFVersion1 | features, qs, irq);
+        auto r = dev.activate(virtio::bit(VIRTIO_F_VERSION_1) | features, qs, irq);
         ASSERT_TRUE(r.has_value()) << r.error().message;
     }
     DriverQueue& q(uint16_t i) { return *queues.at(i); }
@@ -100,11 +101,11 @@ class VirtioBalloonTest : public ::testing::Test {
 };
 
 TEST_F(VirtioBalloonTest, IdentityAndFeatures) {
-    EXPECT_EQ(dev.device_type(), virtio::kTypeBalloon);
-    EXPECT_EQ(dev.device_features(), B::kFStatsVq);
-    EXPECT_EQ(B::kFStatsVq, 1ull << 1);
-    EXPECT_EQ(B::kFDeflateOnOom, 1ull << 2);
-    EXPECT_EQ(dev.device_features() & B::kFMustTellHost, 0u);
+    EXPECT_EQ(dev.device_type(), VIRTIO_ID_BALLOON);
+    EXPECT_EQ(dev.device_features(), virtio::bit(VIRTIO_BALLOON_F_STATS_VQ));
+    EXPECT_EQ(virtio::bit(VIRTIO_BALLOON_F_STATS_VQ), 1ull << 1);
+    EXPECT_EQ(virtio::bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM), 1ull << 2);
+    EXPECT_EQ(dev.device_features() & virtio::bit(VIRTIO_BALLOON_F_MUST_TELL_HOST), 0u);
     EXPECT_EQ(dev.num_queues(), 3);
     EXPECT_EQ(dev.queue_max_size(0), B::kQueueSize);
     EXPECT_EQ(dev.config_size(), 8u);
@@ -114,9 +115,9 @@ TEST_F(VirtioBalloonTest, IdentityAndFeatures) {
 
 TEST_F(VirtioBalloonTest, ActivateValidates) {
     std::vector<SplitQueue*> two{q(0).ptr(), q(1).ptr()};
-    EXPECT_FALSE(dev.activate(B::kFStatsVq, two, irq).has_value());
+    EXPECT_FALSE(dev.activate(virtio::bit(VIRTIO_BALLOON_F_STATS_VQ), two, irq).has_value());
     std::vector<SplitQueue*> no_stats{q(0).ptr(), q(1).ptr(), nullptr};
-    EXPECT_FALSE(dev.activate(B::kFStatsVq, no_stats, irq).has_value());
+    EXPECT_FALSE(dev.activate(virtio::bit(VIRTIO_BALLOON_F_STATS_VQ), no_stats, irq).has_value());
     // Without STATS_VQ the third queue is not needed.
     EXPECT_TRUE(dev.activate(0, no_stats, irq).has_value());
     EXPECT_FALSE(dev.request_stats());
@@ -345,7 +346,7 @@ TEST_F(VirtioBalloonTest, DeflateOnlyCounts) {
 
 TEST_F(VirtioBalloonTest, NotifyBeforeActivationIgnored) {
     q(0).add_out(le32s({kEndPfn - 1}));
-    q(2).add_out(stat(BalloonStats::kFreeMemory, 1));
+    q(2).add_out(stat(VIRTIO_BALLOON_S_MEMFREE, 1));
     for (uint16_t i = 0; i < 3; ++i) dev.queue_notify(i);
     EXPECT_EQ(q(0).used_idx(), 0);
     EXPECT_TRUE(released.empty());
@@ -360,8 +361,8 @@ TEST_F(VirtioBalloonTest, StatsRoundTrip) {
 
     // The driver's initial buffer: known tags, an unknown one and a
     // truncated last entry.
-    auto first = cat({stat(BalloonStats::kSwapIn, 5), stat(BalloonStats::kFreeMemory, 1 << 20),
-                      stat(42, 7), stat(BalloonStats::kAvailableMemory, 0x123456789abull),
+    auto first = cat({stat(VIRTIO_BALLOON_S_SWAP_IN, 5), stat(VIRTIO_BALLOON_S_MEMFREE, 1 << 20),
+                      stat(42, 7), stat(VIRTIO_BALLOON_S_AVAIL, 0x123456789abull),
                       std::vector<uint8_t>{0x07, 0x00, 0x01, 0x02, 0x03}});
     const uint16_t head = q(2).add_out(first);
     dev.queue_notify(B::kStatsQueue);
@@ -370,13 +371,13 @@ TEST_F(VirtioBalloonTest, StatsRoundTrip) {
     EXPECT_EQ(irq.signals_for(B::kStatsQueue), 0u);
     auto s = dev.stats();
     EXPECT_EQ(s.updates, 1u);
-    EXPECT_EQ(s.get(BalloonStats::kSwapIn), 5u);
-    EXPECT_EQ(s.get(BalloonStats::kFreeMemory), 1u << 20);
-    EXPECT_EQ(s.get(BalloonStats::kAvailableMemory), 0x123456789abull);
-    EXPECT_FALSE(s.get(BalloonStats::kCaches).has_value());  // only partly sent
+    EXPECT_EQ(s.get(VIRTIO_BALLOON_S_SWAP_IN), 5u);
+    EXPECT_EQ(s.get(VIRTIO_BALLOON_S_MEMFREE), 1u << 20);
+    EXPECT_EQ(s.get(VIRTIO_BALLOON_S_AVAIL), 0x123456789abull);
+    EXPECT_FALSE(s.get(VIRTIO_BALLOON_S_CACHES).has_value());  // only partly sent
     EXPECT_FALSE(s.get(42).has_value());
     EXPECT_EQ(dev.balloon_counters().bad_requests, 1u);  // the truncated entry
-    EXPECT_EQ(BalloonStats::tag_name(BalloonStats::kFreeMemory), "free_memory");
+    EXPECT_EQ(BalloonStats::tag_name(VIRTIO_BALLOON_S_MEMFREE), "free_memory");
     EXPECT_EQ(BalloonStats::tag_name(42), "");
 
     EXPECT_TRUE(dev.request_stats());
@@ -388,13 +389,13 @@ TEST_F(VirtioBalloonTest, StatsRoundTrip) {
     EXPECT_FALSE(dev.request_stats());  // nothing held until the driver refills it
 
     // The refill replaces the previous values.
-    q(2).add_out(cat({stat(BalloonStats::kFreeMemory, 4096), stat(BalloonStats::kCaches, 9)}));
+    q(2).add_out(cat({stat(VIRTIO_BALLOON_S_MEMFREE, 4096), stat(VIRTIO_BALLOON_S_CACHES, 9)}));
     dev.queue_notify(B::kStatsQueue);
     s = dev.stats();
     EXPECT_EQ(s.updates, 2u);
-    EXPECT_EQ(s.get(BalloonStats::kFreeMemory), 4096u);
-    EXPECT_EQ(s.get(BalloonStats::kCaches), 9u);
-    EXPECT_FALSE(s.get(BalloonStats::kSwapIn).has_value());
+    EXPECT_EQ(s.get(VIRTIO_BALLOON_S_MEMFREE), 4096u);
+    EXPECT_EQ(s.get(VIRTIO_BALLOON_S_CACHES), 9u);
+    EXPECT_FALSE(s.get(VIRTIO_BALLOON_S_SWAP_IN).has_value());
     EXPECT_EQ(dev.balloon_counters().bad_requests, 1u);
     EXPECT_TRUE(dev.request_stats());
     EXPECT_EQ(q(2).collect_used().size(), 1u);
@@ -402,14 +403,14 @@ TEST_F(VirtioBalloonTest, StatsRoundTrip) {
 
 TEST_F(VirtioBalloonTest, SecondStatsBufferReturnsTheFirst) {
     activate();
-    const uint16_t h1 = q(2).add_out(stat(BalloonStats::kSwapOut, 1));
+    const uint16_t h1 = q(2).add_out(stat(VIRTIO_BALLOON_S_SWAP_OUT, 1));
     dev.queue_notify(B::kStatsQueue);
-    const uint16_t h2 = q(2).add_out(stat(BalloonStats::kSwapOut, 2));
+    const uint16_t h2 = q(2).add_out(stat(VIRTIO_BALLOON_S_SWAP_OUT, 2));
     dev.queue_notify(B::kStatsQueue);
     auto used = q(2).collect_used();
     ASSERT_EQ(used.size(), 1u);
     EXPECT_EQ(used[0].head, h1);
-    EXPECT_EQ(dev.stats().get(BalloonStats::kSwapOut), 2u);
+    EXPECT_EQ(dev.stats().get(VIRTIO_BALLOON_S_SWAP_OUT), 2u);
     EXPECT_TRUE(dev.request_stats());
     used = q(2).collect_used();
     ASSERT_EQ(used.size(), 1u);
@@ -420,20 +421,20 @@ TEST_F(VirtioBalloonTest, OversizedStatsBuffer) {
     activate();
     std::vector<uint8_t> big;
     for (int i = 0; i < 100; ++i) {
-        auto e = stat(BalloonStats::kMinorFaults, static_cast<uint64_t>(i));
+        auto e = stat(VIRTIO_BALLOON_S_MINFLT, static_cast<uint64_t>(i));
         big.insert(big.end(), e.begin(), e.end());
     }
     q(2).add_out(big);
     dev.queue_notify(B::kStatsQueue);
     // Only the first kMaxStatsBytes are parsed: the last entry seen wins.
-    EXPECT_EQ(dev.stats().get(BalloonStats::kMinorFaults), B::kMaxStatsBytes / 10 - 1);
+    EXPECT_EQ(dev.stats().get(VIRTIO_BALLOON_S_MINFLT), B::kMaxStatsBytes / 10 - 1);
     EXPECT_EQ(dev.balloon_counters().bad_requests, 1u);
     EXPECT_TRUE(dev.request_stats());
 }
 
 TEST_F(VirtioBalloonTest, StatsQueueIgnoredWithoutFeature) {
-    activate(B::kFDeflateOnOom);
-    q(2).add_out(stat(BalloonStats::kFreeMemory, 1));
+    activate(virtio::bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
+    q(2).add_out(stat(VIRTIO_BALLOON_S_MEMFREE, 1));
     dev.queue_notify(B::kStatsQueue);
     EXPECT_EQ(dev.stats().updates, 0u);
     EXPECT_FALSE(dev.request_stats());
@@ -444,7 +445,7 @@ TEST_F(VirtioBalloonTest, ResetDropsEverything) {
     activate();
     dev.set_target_bytes(32 << 12);
     write_actual(32);
-    q(2).add_out(stat(BalloonStats::kFreeMemory, 1));
+    q(2).add_out(stat(VIRTIO_BALLOON_S_MEMFREE, 1));
     dev.queue_notify(B::kStatsQueue);
     irq.clear();
 
@@ -469,9 +470,9 @@ TEST_F(VirtioBalloonTest, ResetDropsEverything) {
     activate();
     send_pfns(B::kInflateQueue, {kEndPfn - 1});
     EXPECT_EQ(released.size(), 1u);
-    q(2).add_out(stat(BalloonStats::kFreeMemory, 2));
+    q(2).add_out(stat(VIRTIO_BALLOON_S_MEMFREE, 2));
     dev.queue_notify(B::kStatsQueue);
-    EXPECT_EQ(dev.stats().get(BalloonStats::kFreeMemory), 2u);
+    EXPECT_EQ(dev.stats().get(VIRTIO_BALLOON_S_MEMFREE), 2u);
     EXPECT_TRUE(dev.request_stats());
 }
 
@@ -521,7 +522,7 @@ TEST(VirtioBalloonRelease, DefaultReleaseOnAnonymousRam) {
     DriverQueue q0(g, kQSize, B::kQueueSize), q1(g, kQSize, B::kQueueSize);
     SplitQueue* qs[] = {q0.ptr(), q1.ptr(), nullptr};
     FakeInterrupt irq;
-    ASSERT_TRUE(dev.activate(B::kFDeflateOnOom, qs, irq).has_value());
+    ASSERT_TRUE(dev.activate(virtio::bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM), qs, irq).has_value());
     const uint32_t pfn = kAnonGpa >> 12;
     q0.add_out(le32s({pfn + 1, pfn + 2, pfn + 5, pfn + 8}));  // pfn + 8 is past the end
     dev.queue_notify(0);

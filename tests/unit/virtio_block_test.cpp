@@ -128,8 +128,8 @@ class VirtioBlockTest : public ::testing::Test {
     }
     void activate(uint64_t features = ~0ull) {
         SplitQueue* qs[] = {q_.ptr()};
-        auto r =
-            dev_->activate(virtio::kFVersion1 | (features & dev_->device_features()), qs, irq_);
+        auto r = dev_->activate(
+            virtio::bit(VIRTIO_F_VERSION_1) | (features & dev_->device_features()), qs, irq_);
         ASSERT_TRUE(r.has_value()) << r.error().message;
     }
 
@@ -237,9 +237,9 @@ class VirtioBlockTest : public ::testing::Test {
 
 TEST_F(VirtioBlockTest, ReadAcrossSegments) {
     activate();
-    auto r = submit(B::kTIn, 5, {}, {512, 1024, 512});
+    auto r = submit(VIRTIO_BLK_T_IN, 5, {}, {512, 1024, 512});
     uint32_t len = 0;
-    EXPECT_EQ(run(r, &len), B::kSOk);
+    EXPECT_EQ(run(r, &len), VIRTIO_BLK_S_OK);
     EXPECT_EQ(len, 2048u + 1);
     EXPECT_EQ(data_in(r), expected(5 * 512, 2048));
     EXPECT_EQ(counter(*dev_, "reads"), 1u);
@@ -251,9 +251,9 @@ TEST_F(VirtioBlockTest, ReadAcrossSegments) {
 TEST_F(VirtioBlockTest, WriteAcrossSegments) {
     activate();
     std::vector<uint8_t> a(512, 0x11), b(1536, 0x22), c(1024, 0x33);
-    auto r = submit(B::kTOut, 100, {a, b, c});
+    auto r = submit(VIRTIO_BLK_T_OUT, 100, {a, b, c});
     uint32_t len = 0;
-    EXPECT_EQ(run(r, &len), B::kSOk);
+    EXPECT_EQ(run(r, &len), VIRTIO_BLK_S_OK);
     EXPECT_EQ(len, 1u);
     std::vector<uint8_t> want = a;
     want.insert(want.end(), b.begin(), b.end());
@@ -270,7 +270,7 @@ TEST_F(VirtioBlockTest, HeaderDataAndStatusMayShareBuffers) {
     // VERSION_1 implies ANY_LAYOUT: the header and data in one buffer, the
     // data and status in another.
     activate();
-    std::vector<uint8_t> req = header(B::kTOut, 3);
+    std::vector<uint8_t> req = header(VIRTIO_BLK_T_OUT, 3);
     req.resize(16 + 512, 0x77);
     const uint64_t w = g_.alloc(req.size());
     g_.write(w, req);
@@ -278,12 +278,12 @@ TEST_F(VirtioBlockTest, HeaderDataAndStatusMayShareBuffers) {
     q_.add_chain({{w, static_cast<uint32_t>(req.size()), false}, {st, 1, true}});
     dev_->queue_notify(0);
     ASSERT_EQ(wait_used(1).size(), 1u);
-    EXPECT_EQ(*g_.host(st), B::kSOk);
+    EXPECT_EQ(*g_.host(st), VIRTIO_BLK_S_OK);
     EXPECT_EQ(read_back(image_, 3 * 512, 512), std::vector<uint8_t>(512, 0x77));
 
     const uint64_t h = g_.alloc(8);
     const uint64_t rest = g_.alloc(8 + 512 + 1);
-    auto hdr = header(B::kTIn, 3);
+    auto hdr = header(VIRTIO_BLK_T_IN, 3);
     g_.write(h, std::span<const uint8_t>(hdr.data(), 8));
     g_.write(rest, std::span<const uint8_t>(hdr.data() + 8, 8));
     // Split header (8 + 8 readable), then one writable buffer: data + status.
@@ -294,18 +294,19 @@ TEST_F(VirtioBlockTest, HeaderDataAndStatusMayShareBuffers) {
     ASSERT_EQ(u.size(), 1u);
     EXPECT_EQ(u[0].len, 513u);
     EXPECT_EQ(g_.read(io, 512), std::vector<uint8_t>(512, 0x77));
-    EXPECT_EQ(*g_.host(io + 512), B::kSOk);
+    EXPECT_EQ(*g_.host(io + 512), VIRTIO_BLK_S_OK);
 }
 
 TEST_F(VirtioBlockTest, ManyRequestsInFlight) {
     activate();
     std::vector<Req> reqs;
-    for (uint64_t i = 0; i < 64; ++i) reqs.push_back(submit(B::kTIn, i * 16, {}, {4096, 4096}));
+    for (uint64_t i = 0; i < 64; ++i)
+        reqs.push_back(submit(VIRTIO_BLK_T_IN, i * 16, {}, {4096, 4096}));
     dev_->queue_notify(0);
     auto u = wait_used(reqs.size());
     ASSERT_EQ(u.size(), reqs.size());
     for (uint64_t i = 0; i < reqs.size(); ++i) {
-        EXPECT_EQ(status(reqs[i]), B::kSOk);
+        EXPECT_EQ(status(reqs[i]), VIRTIO_BLK_S_OK);
         EXPECT_EQ(data_in(reqs[i]), expected(i * 16 * 512, 8192)) << "request " << i;
     }
     EXPECT_EQ(counter(*dev_, "reads"), 64u);
@@ -313,18 +314,18 @@ TEST_F(VirtioBlockTest, ManyRequestsInFlight) {
 
 TEST_F(VirtioBlockTest, Flush) {
     activate();
-    auto r = submit(B::kTFlush, 0);
-    EXPECT_EQ(run(r), B::kSOk);
+    auto r = submit(VIRTIO_BLK_T_FLUSH, 0);
+    EXPECT_EQ(run(r), VIRTIO_BLK_S_OK);
     EXPECT_EQ(counter(*dev_, "flushes"), 1u);
     // A flush carrying data is malformed.
-    auto bad = submit(B::kTFlush, 0, {std::vector<uint8_t>(512, 1)});
-    EXPECT_EQ(run(bad), B::kSIoErr);
+    auto bad = submit(VIRTIO_BLK_T_FLUSH, 0, {std::vector<uint8_t>(512, 1)});
+    EXPECT_EQ(run(bad), VIRTIO_BLK_S_IOERR);
 }
 
 TEST_F(VirtioBlockTest, DiscardPunchesHole) {
     activate();
-    auto r = submit(B::kTDiscard, 0, {range(16, 16, 0)});
-    EXPECT_EQ(run(r), B::kSOk);
+    auto r = submit(VIRTIO_BLK_T_DISCARD, 0, {range(16, 16, 0)});
+    EXPECT_EQ(run(r), VIRTIO_BLK_S_OK);
     EXPECT_EQ(read_back(image_, 16 * 512, 16 * 512), std::vector<uint8_t>(16 * 512, 0));
     EXPECT_EQ(read_back(image_, 15 * 512, 512), expected(15 * 512, 512));
     EXPECT_EQ(read_back(image_, 32 * 512, 512), expected(32 * 512, 512));
@@ -332,8 +333,8 @@ TEST_F(VirtioBlockTest, DiscardPunchesHole) {
     EXPECT_EQ(counter(*dev_, "discards"), 1u);
 
     // Several ranges in one request.
-    auto two = submit(B::kTDiscard, 0, {range(100, 8, 0), range(200, 8, 0)});
-    EXPECT_EQ(run(two), B::kSOk);
+    auto two = submit(VIRTIO_BLK_T_DISCARD, 0, {range(100, 8, 0), range(200, 8, 0)});
+    EXPECT_EQ(run(two), VIRTIO_BLK_S_OK);
     EXPECT_EQ(read_back(image_, 100 * 512, 8 * 512), std::vector<uint8_t>(8 * 512, 0));
     EXPECT_EQ(read_back(image_, 200 * 512, 8 * 512), std::vector<uint8_t>(8 * 512, 0));
     EXPECT_EQ(read_back(image_, 108 * 512, 512), expected(108 * 512, 512));
@@ -342,59 +343,68 @@ TEST_F(VirtioBlockTest, DiscardPunchesHole) {
 TEST_F(VirtioBlockTest, DiscardRejectsBadRanges) {
     activate();
     // UNMAP on a discard, and unknown flags: UNSUPP (spec).
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(0, 8, B::kFlagUnmap)})), B::kSUnsupp);
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(0, 8, 2)})), B::kSUnsupp);
+    EXPECT_EQ(
+        run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(0, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)})),
+        VIRTIO_BLK_S_UNSUPP);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(0, 8, 2)})), VIRTIO_BLK_S_UNSUPP);
     EXPECT_EQ(counter(*dev_, "unsupported"), 2u);
     // Out of range, too long, too many segments, a truncated segment.
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(kImageSectors - 4, 8, 0)})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(~0ull - 2, 8, 0)})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(0, B::kMaxDiscardSectors + 1, 0)})), B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(kImageSectors - 4, 8, 0)})),
+              VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(~0ull - 2, 8, 0)})), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(0, B::kMaxDiscardSectors + 1, 0)})),
+              VIRTIO_BLK_S_IOERR);
     std::vector<uint8_t> many;
     for (uint32_t i = 0; i <= B::kMaxDiscardSeg; ++i) {
         auto one = range(i, 1, 0);
         many.insert(many.end(), one.begin(), one.end());
     }
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {many})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {std::vector<uint8_t>(15, 0)})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTDiscard, 0)), B::kSIoErr);  // no range at all
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {many})), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {std::vector<uint8_t>(15, 0)})),
+              VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0)), VIRTIO_BLK_S_IOERR);  // no range at all
     // A bad range anywhere means nothing was discarded.
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(0, 8, 0), range(kImageSectors, 1, 0)})),
-              B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(0, 8, 0), range(kImageSectors, 1, 0)})),
+              VIRTIO_BLK_S_IOERR);
     EXPECT_EQ(read_back(image_, 0, 8 * 512), expected(0, 8 * 512));
     EXPECT_EQ(counter(*dev_, "discards"), 0u);
 }
 
 TEST_F(VirtioBlockTest, DiscardNotNegotiatedIsUnsupported) {
-    activate(~B::kFDiscard);
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(0, 8, 0)})), B::kSUnsupp);
+    activate(~virtio::bit(VIRTIO_BLK_F_DISCARD));
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(0, 8, 0)})), VIRTIO_BLK_S_UNSUPP);
     EXPECT_EQ(read_back(image_, 0, 8 * 512), expected(0, 8 * 512));
 }
 
 TEST_F(VirtioBlockTest, WriteZeroes) {
     activate();
-    EXPECT_EQ(run(submit(B::kTWriteZeroes, 0, {range(40, 3, 0)})), B::kSOk);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_WRITE_ZEROES, 0, {range(40, 3, 0)})), VIRTIO_BLK_S_OK);
     EXPECT_EQ(read_back(image_, 40 * 512, 3 * 512), std::vector<uint8_t>(3 * 512, 0));
     EXPECT_EQ(read_back(image_, 39 * 512, 512), expected(39 * 512, 512));
     EXPECT_EQ(read_back(image_, 43 * 512, 512), expected(43 * 512, 512));
 
-    EXPECT_EQ(run(submit(B::kTWriteZeroes, 0, {range(300, 17, B::kFlagUnmap)})), B::kSOk);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_WRITE_ZEROES, 0,
+                         {range(300, 17, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)})),
+              VIRTIO_BLK_S_OK);
     EXPECT_EQ(read_back(image_, 300 * 512, 17 * 512), std::vector<uint8_t>(17 * 512, 0));
     EXPECT_EQ(read_back(image_, 317 * 512, 512), expected(317 * 512, 512));
     EXPECT_EQ(fs::file_size(image_), kImageBytes);
     EXPECT_EQ(counter(*dev_, "write_zeroes"), 2u);
 
     // Unknown flags are UNSUPP; ranges past the end are IOERR.
-    EXPECT_EQ(run(submit(B::kTWriteZeroes, 0, {range(0, 1, 4)})), B::kSUnsupp);
-    EXPECT_EQ(run(submit(B::kTWriteZeroes, 0, {range(kImageSectors, 1, 0)})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTWriteZeroes, 0, {range(0, B::kMaxWriteZeroesSectors + 1, 0)})),
-              B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_WRITE_ZEROES, 0, {range(0, 1, 4)})), VIRTIO_BLK_S_UNSUPP);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_WRITE_ZEROES, 0, {range(kImageSectors, 1, 0)})),
+              VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(
+        run(submit(VIRTIO_BLK_T_WRITE_ZEROES, 0, {range(0, B::kMaxWriteZeroesSectors + 1, 0)})),
+        VIRTIO_BLK_S_IOERR);
 }
 
 TEST_F(VirtioBlockTest, GetIdDefaultSerial) {
     activate();
-    auto r = submit(B::kTGetId, 0, {}, {20});
+    auto r = submit(VIRTIO_BLK_T_GET_ID, 0, {}, {20});
     uint32_t len = 0;
-    EXPECT_EQ(run(r, &len), B::kSOk);
+    EXPECT_EQ(run(r, &len), VIRTIO_BLK_S_OK);
     EXPECT_EQ(len, 21u);
     auto id = data_in(r);
     EXPECT_EQ(std::string(id.begin(), id.end()), dev_->serial());
@@ -407,8 +417,8 @@ TEST_F(VirtioBlockTest, GetIdDefaultSerial) {
 TEST_F(VirtioBlockTest, GetIdNamedSerialIsNulPadded) {
     make_device(false, 2, "my-disk");
     activate();
-    auto r = submit(B::kTGetId, 0, {}, {20});
-    EXPECT_EQ(run(r), B::kSOk);
+    auto r = submit(VIRTIO_BLK_T_GET_ID, 0, {}, {20});
+    EXPECT_EQ(run(r), VIRTIO_BLK_S_OK);
     std::vector<uint8_t> want(20, 0);
     std::memcpy(want.data(), "my-disk", 7);
     EXPECT_EQ(data_in(r), want);
@@ -421,56 +431,60 @@ TEST_F(VirtioBlockTest, GetIdNamedSerialIsNulPadded) {
 TEST_F(VirtioBlockTest, OutOfRangeSector) {
     activate();
     // The last sector is fine, one past it is not.
-    EXPECT_EQ(run(submit(B::kTIn, kImageSectors - 1, {}, {512})), B::kSOk);
-    EXPECT_EQ(run(submit(B::kTIn, kImageSectors, {}, {512})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTIn, kImageSectors - 1, {}, {1024})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTOut, kImageSectors, {std::vector<uint8_t>(512, 1)})), B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, kImageSectors - 1, {}, {512})), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, kImageSectors, {}, {512})), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, kImageSectors - 1, {}, {1024})), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_OUT, kImageSectors, {std::vector<uint8_t>(512, 1)})),
+              VIRTIO_BLK_S_IOERR);
     EXPECT_EQ(counter(*dev_, "errors"), 3u);
     EXPECT_EQ(fs::file_size(image_), kImageBytes);
 }
 
 TEST_F(VirtioBlockTest, SectorPlusLengthOverflow) {
     activate();
-    EXPECT_EQ(run(submit(B::kTIn, ~0ull, {}, {512})), B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, ~0ull, {}, {512})), VIRTIO_BLK_S_IOERR);
     // sector * 512 wraps to a small offset: must not be read.
-    EXPECT_EQ(run(submit(B::kTIn, 1ull << 55, {}, {512})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTOut, ~0ull - 1, {std::vector<uint8_t>(1024, 1)})), B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, 1ull << 55, {}, {512})), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_OUT, ~0ull - 1, {std::vector<uint8_t>(1024, 1)})),
+              VIRTIO_BLK_S_IOERR);
     EXPECT_EQ(read_back(image_, 0, 1024), expected(0, 1024));
     EXPECT_EQ(irq_.needs_reset(), 0);
 }
 
 TEST_F(VirtioBlockTest, LengthsMustBeWholeSectorsAndMatchDirection) {
     activate();
-    EXPECT_EQ(run(submit(B::kTIn, 0, {}, {511})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTOut, 0, {std::vector<uint8_t>(513, 1)})), B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, 0, {}, {511})), VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_OUT, 0, {std::vector<uint8_t>(513, 1)})), VIRTIO_BLK_S_IOERR);
     // A read with readable data, a write with writable data.
-    EXPECT_EQ(run(submit(B::kTIn, 0, {std::vector<uint8_t>(512, 1)}, {512})), B::kSIoErr);
-    EXPECT_EQ(run(submit(B::kTOut, 0, {std::vector<uint8_t>(512, 1)}, {512})), B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, 0, {std::vector<uint8_t>(512, 1)}, {512})),
+              VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_OUT, 0, {std::vector<uint8_t>(512, 1)}, {512})),
+              VIRTIO_BLK_S_IOERR);
     EXPECT_EQ(read_back(image_, 0, 1024), expected(0, 1024));
     EXPECT_EQ(counter(*dev_, "errors"), 4u);
     EXPECT_EQ(counter(*dev_, "writes"), 0u);
     // A zero-length read is a no-op that succeeds.
-    EXPECT_EQ(run(submit(B::kTIn, 0)), B::kSOk);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, 0)), VIRTIO_BLK_S_OK);
 }
 
 TEST_F(VirtioBlockTest, ReadOnlyDisk) {
     make_device(true, 2);
     const uint64_t f = dev_->device_features();
-    EXPECT_TRUE(f & B::kFRo);
-    EXPECT_FALSE(f & B::kFDiscard);
-    EXPECT_FALSE(f & B::kFWriteZeroes);
-    EXPECT_TRUE(f & B::kFFlush);
+    EXPECT_TRUE(f & virtio::bit(VIRTIO_BLK_F_RO));
+    EXPECT_FALSE(f & virtio::bit(VIRTIO_BLK_F_DISCARD));
+    EXPECT_FALSE(f & virtio::bit(VIRTIO_BLK_F_WRITE_ZEROES));
+    EXPECT_TRUE(f & virtio::bit(VIRTIO_BLK_F_FLUSH));
     activate();
-    EXPECT_EQ(run(submit(B::kTOut, 0, {std::vector<uint8_t>(512, 1)})), B::kSIoErr);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_OUT, 0, {std::vector<uint8_t>(512, 1)})), VIRTIO_BLK_S_IOERR);
     EXPECT_EQ(counter(*dev_, "errors"), 1u);
-    EXPECT_EQ(run(submit(B::kTDiscard, 0, {range(0, 8, 0)})), B::kSUnsupp);
-    EXPECT_EQ(run(submit(B::kTWriteZeroes, 0, {range(0, 8, 0)})), B::kSUnsupp);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_DISCARD, 0, {range(0, 8, 0)})), VIRTIO_BLK_S_UNSUPP);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_WRITE_ZEROES, 0, {range(0, 8, 0)})), VIRTIO_BLK_S_UNSUPP);
     EXPECT_EQ(read_back(image_, 0, 8 * 512), expected(0, 8 * 512));
     // Reads and flushes still work.
-    auto r = submit(B::kTIn, 0, {}, {512});
-    EXPECT_EQ(run(r), B::kSOk);
+    auto r = submit(VIRTIO_BLK_T_IN, 0, {}, {512});
+    EXPECT_EQ(run(r), VIRTIO_BLK_S_OK);
     EXPECT_EQ(data_in(r), expected(0, 512));
-    EXPECT_EQ(run(submit(B::kTFlush, 0)), B::kSOk);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_FLUSH, 0)), VIRTIO_BLK_S_OK);
 }
 
 TEST_F(VirtioBlockTest, ShortHeaderIsIoErr) {
@@ -480,36 +494,36 @@ TEST_F(VirtioBlockTest, ShortHeaderIsIoErr) {
     q_.add_chain({{h, 8, false}, {st, 1, true}});
     dev_->queue_notify(0);
     ASSERT_EQ(wait_used(1).size(), 1u);
-    EXPECT_EQ(*g_.host(st), B::kSIoErr);
+    EXPECT_EQ(*g_.host(st), VIRTIO_BLK_S_IOERR);
     // No readable byte at all.
     q_.add_chain({{st, 1, true}});
     dev_->queue_notify(0);
     ASSERT_EQ(wait_used(1).size(), 1u);
-    EXPECT_EQ(*g_.host(st), B::kSIoErr);
+    EXPECT_EQ(*g_.host(st), VIRTIO_BLK_S_IOERR);
     EXPECT_EQ(irq_.needs_reset(), 0);
 }
 
 TEST_F(VirtioBlockTest, StatusNotWritableNeedsReset) {
     activate();
-    q_.add_out(header(B::kTIn, 0));
+    q_.add_out(header(VIRTIO_BLK_T_IN, 0));
     dev_->queue_notify(0);
     drain();
     EXPECT_EQ(irq_.needs_reset(), 1);
     EXPECT_EQ(q_.used_idx(), 0);
     // No more service until the driver resets the device.
-    submit(B::kTIn, 0, {}, {512});
+    submit(VIRTIO_BLK_T_IN, 0, {}, {512});
     dev_->queue_notify(0);
     drain();
     EXPECT_EQ(q_.used_idx(), 0);
     dev_->reset();
     q_.configure();
     activate();
-    EXPECT_EQ(run(submit(B::kTIn, 0, {}, {512})), B::kSOk);
+    EXPECT_EQ(run(submit(VIRTIO_BLK_T_IN, 0, {}, {512})), VIRTIO_BLK_S_OK);
 }
 
 TEST_F(VirtioBlockTest, BrokenRingNeedsReset) {
     activate();
-    q_.write_desc(0, g_.alloc(16), 16, virtq::kDescFNext, 0);  // loops to itself
+    q_.write_desc(0, g_.alloc(16), 16, VRING_DESC_F_NEXT, 0);  // loops to itself
     q_.publish(0);
     dev_->queue_notify(0);
     drain();
@@ -519,16 +533,17 @@ TEST_F(VirtioBlockTest, BrokenRingNeedsReset) {
 
 TEST_F(VirtioBlockTest, UnknownTypeIsUnsupported) {
     activate();
-    EXPECT_EQ(run(submit(2 /* legacy SCSI */, 0, {}, {512})), B::kSUnsupp);
+    EXPECT_EQ(run(submit(2 /* legacy SCSI */, 0, {}, {512})), VIRTIO_BLK_S_UNSUPP);
     EXPECT_EQ(run(submit(0x80000001 /* legacy barrier */, 0, {std::vector<uint8_t>(512, 1)})),
-              B::kSUnsupp);
-    EXPECT_EQ(run(submit(14 /* secure erase, not offered */, 0, {range(0, 1, 0)})), B::kSUnsupp);
+              VIRTIO_BLK_S_UNSUPP);
+    EXPECT_EQ(run(submit(14 /* secure erase, not offered */, 0, {range(0, 1, 0)})),
+              VIRTIO_BLK_S_UNSUPP);
     EXPECT_EQ(counter(*dev_, "unsupported"), 3u);
     EXPECT_EQ(read_back(image_, 0, 512), expected(0, 512));
 }
 
 TEST_F(VirtioBlockTest, NotifyBeforeActivationIsIgnored) {
-    submit(B::kTIn, 0, {}, {512});
+    submit(VIRTIO_BLK_T_IN, 0, {}, {512});
     dev_->queue_notify(0);
     drain();
     EXPECT_EQ(q_.used_idx(), 0);
@@ -540,8 +555,8 @@ TEST_F(VirtioBlockTest, ResetWithRequestsInFlight) {
     Gate gate;
     pool_->submit([&] { gate.wait(); });
     gate.wait_entered();
-    submit(B::kTIn, 0, {}, {512});
-    submit(B::kTOut, 0, {std::vector<uint8_t>(512, 0x99)});
+    submit(VIRTIO_BLK_T_IN, 0, {}, {512});
+    submit(VIRTIO_BLK_T_OUT, 0, {std::vector<uint8_t>(512, 0x99)});
     dev_->queue_notify(0);  // both queued behind the gate
 
     std::atomic<bool> reset_done{false};
@@ -561,8 +576,8 @@ TEST_F(VirtioBlockTest, ResetWithRequestsInFlight) {
 
     q_.configure();
     activate();
-    auto r = submit(B::kTIn, 1, {}, {512});
-    EXPECT_EQ(run(r), B::kSOk);
+    auto r = submit(VIRTIO_BLK_T_IN, 1, {}, {512});
+    EXPECT_EQ(run(r), VIRTIO_BLK_S_OK);
     EXPECT_EQ(data_in(r), expected(512, 512));
 }
 
@@ -571,14 +586,15 @@ TEST_F(VirtioBlockTest, ResetWhileWorkersRun) {
     // or complete a request of an older generation (ASan/TSan food).
     activate();
     for (int round = 0; round < 20; ++round) {
-        for (int i = 0; i < 16; ++i) submit(B::kTIn, static_cast<uint64_t>(i) * 8, {}, {4096});
+        for (int i = 0; i < 16; ++i)
+            submit(VIRTIO_BLK_T_IN, static_cast<uint64_t>(i) * 8, {}, {4096});
         dev_->queue_notify(0);
         dev_->reset();
         q_.configure();
         activate();
     }
-    auto r = submit(B::kTIn, 0, {}, {512});
-    EXPECT_EQ(run(r), B::kSOk);
+    auto r = submit(VIRTIO_BLK_T_IN, 0, {}, {512});
+    EXPECT_EQ(run(r), VIRTIO_BLK_S_OK);
 }
 
 TEST_F(VirtioBlockTest, DestructionWaitsForInFlightRequests) {
@@ -587,7 +603,7 @@ TEST_F(VirtioBlockTest, DestructionWaitsForInFlightRequests) {
     Gate gate;
     pool_->submit([&] { gate.wait(); });
     gate.wait_entered();
-    submit(B::kTIn, 0, {}, {512});
+    submit(VIRTIO_BLK_T_IN, 0, {}, {512});
     dev_->queue_notify(0);
     std::thread opener([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -650,9 +666,11 @@ TEST_F(VirtioBlockTest, ConfigSpaceLayout) {
     dev_->read_config(0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&cfg), B::kConfigSize));
     EXPECT_EQ(u(cfg.capacity), kImageSectors);
 
-    EXPECT_EQ(dev_->device_type(), virtio::kTypeBlock);
+    EXPECT_EQ(dev_->device_type(), VIRTIO_ID_BLOCK);
     EXPECT_EQ(dev_->device_features(),
-              B::kFSegMax | B::kFBlkSize | B::kFFlush | B::kFDiscard | B::kFWriteZeroes);
+              virtio::bit(VIRTIO_BLK_F_SEG_MAX) | virtio::bit(VIRTIO_BLK_F_BLK_SIZE) |
+                  virtio::bit(VIRTIO_BLK_F_FLUSH) | virtio::bit(VIRTIO_BLK_F_DISCARD) |
+                  virtio::bit(VIRTIO_BLK_F_WRITE_ZEROES));
 }
 
 TEST_F(VirtioBlockTest, ReadOnlyConfigHasNoDiscard) {

@@ -103,7 +103,7 @@ class VirtioConsoleTest : public ::testing::Test {
         for (uint16_t i = 0; i < con.num_queues(); ++i)
             queues.push_back(std::make_unique<DriverQueue>(g, kQSize, C::kQueueSize));
     }
-    void activate(uint64_t features = C::kFMultiport) {
+    void activate(uint64_t features = virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT)) {
         std::vector<SplitQueue*> qs;
         for (auto& q : queues) qs.push_back(q->ptr());
         auto r = con.activate(features, qs, irq);
@@ -145,12 +145,14 @@ class VirtioConsoleTest : public ::testing::Test {
     // for every port. Discards the device's answers.
     void bring_up() {
         post_ctl_rx(32);
-        send_ctl(0, C::kDeviceReady, 1);
-        for (uint32_t p = 0; p < 3; ++p) send_ctl(p, C::kPortReady, 1);
+        send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+        for (uint32_t p = 0; p < 3; ++p) send_ctl(p, VIRTIO_CONSOLE_PORT_READY, 1);
         read_ctl();
         q(3).collect_used();
     }
-    void guest_open(uint32_t p, bool open = true) { send_ctl(p, C::kPortOpen, open ? 1 : 0); }
+    void guest_open(uint32_t p, bool open = true) {
+        send_ctl(p, VIRTIO_CONSOLE_PORT_OPEN, open ? 1 : 0);
+    }
 
     FakeGuest g{4 << 20};
     RecordingBackend b[3];
@@ -160,8 +162,9 @@ class VirtioConsoleTest : public ::testing::Test {
 };
 
 TEST_F(VirtioConsoleTest, IdentityAndConfig) {
-    EXPECT_EQ(con.device_type(), virtio::kTypeConsole);
-    EXPECT_EQ(con.device_features() & C::kFMultiport, C::kFMultiport);
+    EXPECT_EQ(con.device_type(), VIRTIO_ID_CONSOLE);
+    EXPECT_EQ(con.device_features() & virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT),
+              virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT));
     EXPECT_EQ(con.num_queues(), 8);
     EXPECT_EQ(con.config_size(), 12u);
     uint8_t cfg[12];
@@ -180,8 +183,8 @@ TEST_F(VirtioConsoleTest, ActivateValidates) {
     std::vector<SplitQueue*> four{q(0).ptr(), q(1).ptr(), q(2).ptr(), q(3).ptr()};
     EXPECT_FALSE(c2.activate(0, four, irq).has_value());  // no MULTIPORT
     std::vector<SplitQueue*> three{q(0).ptr(), q(1).ptr(), q(2).ptr()};
-    EXPECT_FALSE(c2.activate(C::kFMultiport, three, irq).has_value());
-    EXPECT_TRUE(c2.activate(C::kFMultiport, four, irq).has_value());
+    EXPECT_FALSE(c2.activate(virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT), three, irq).has_value());
+    EXPECT_TRUE(c2.activate(virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT), four, irq).has_value());
     c2.reset();
 }
 
@@ -189,7 +192,7 @@ TEST_F(VirtioConsoleTest, NotifyBeforeActivationIgnored) {
     con.reset();
     make_queues();
     q(2).add_in(64);
-    q(3).add_out(ctl_bytes(0, C::kDeviceReady, 1));
+    q(3).add_out(ctl_bytes(0, VIRTIO_CONSOLE_DEVICE_READY, 1));
     for (uint16_t i = 0; i < 8; ++i) con.queue_notify(i);
     EXPECT_EQ(q(3).used_idx(), 0);
     EXPECT_EQ(q(2).used_idx(), 0);
@@ -198,7 +201,7 @@ TEST_F(VirtioConsoleTest, NotifyBeforeActivationIgnored) {
 
 TEST_F(VirtioConsoleTest, DeviceReadyAddsEveryPort) {
     post_ctl_rx(8);
-    send_ctl(0, C::kDeviceReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
     // The control message itself is consumed with nothing written.
     auto tx = q(3).collect_used();
     ASSERT_EQ(tx.size(), 1u);
@@ -207,7 +210,7 @@ TEST_F(VirtioConsoleTest, DeviceReadyAddsEveryPort) {
     ASSERT_EQ(msgs.size(), 3u);
     for (uint32_t p = 0; p < 3; ++p) {
         EXPECT_EQ(msgs[p].id, p);
-        EXPECT_EQ(msgs[p].event, C::kDeviceAdd);
+        EXPECT_EQ(msgs[p].event, VIRTIO_CONSOLE_PORT_ADD);
         EXPECT_EQ(msgs[p].value, 1);
         EXPECT_EQ(msgs[p].used_len, 8u);
     }
@@ -218,19 +221,19 @@ TEST_F(VirtioConsoleTest, DeviceReadyAddsEveryPort) {
 
 TEST_F(VirtioConsoleTest, PortReadySendsNameThenOpen) {
     post_ctl_rx(8);
-    send_ctl(1, C::kPortReady, 1);
+    send_ctl(1, VIRTIO_CONSOLE_PORT_READY, 1);
     auto msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 2u);
     EXPECT_EQ(msgs[0].id, 1u);
-    EXPECT_EQ(msgs[0].event, C::kPortName);
+    EXPECT_EQ(msgs[0].event, VIRTIO_CONSOLE_PORT_NAME);
     EXPECT_EQ(msgs[0].extra, "p1.name");
     EXPECT_EQ(msgs[0].used_len, 8u + 7u);
     EXPECT_EQ(msgs[1].id, 1u);
-    EXPECT_EQ(msgs[1].event, C::kPortOpen);
+    EXPECT_EQ(msgs[1].event, VIRTIO_CONSOLE_PORT_OPEN);
     EXPECT_EQ(msgs[1].value, 1);
     EXPECT_EQ(msgs[1].used_len, 8u);
 
-    send_ctl(0, C::kPortReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_PORT_READY, 1);
     msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 2u);
     EXPECT_EQ(msgs[0].id, 0u);
@@ -239,9 +242,9 @@ TEST_F(VirtioConsoleTest, PortReadySendsNameThenOpen) {
 
 TEST_F(VirtioConsoleTest, PortReadyForUnknownPortOrFailureIgnored) {
     post_ctl_rx(8);
-    send_ctl(3, C::kPortReady, 1);  // only ports 0..2 exist
-    send_ctl(7, C::kPortReady, 1);
-    send_ctl(1, C::kPortReady, 0);  // the guest failed to add the port
+    send_ctl(3, VIRTIO_CONSOLE_PORT_READY, 1);  // only ports 0..2 exist
+    send_ctl(7, VIRTIO_CONSOLE_PORT_READY, 1);
+    send_ctl(1, VIRTIO_CONSOLE_PORT_READY, 0);  // the guest failed to add the port
     EXPECT_EQ(q(3).collect_used().size(), 3u);
     EXPECT_TRUE(read_ctl().empty());
 }
@@ -314,7 +317,7 @@ TEST_F(VirtioConsoleTest, SlowBackendLeavesTheRestInTheQueueUntilResumed) {
         qs2.push_back(std::make_unique<DriverQueue>(g, kQSize, C::kQueueSize));
         raw.push_back(qs2.back()->ptr());
     }
-    ASSERT_TRUE(c2.activate(C::kFMultiport, raw, irq).has_value());
+    ASSERT_TRUE(c2.activate(virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT), raw, irq).has_value());
     qs2[1]->add_out_pieces({"abc", "defgh"});
     qs2[1]->add_out("ij");
     slow.budget = 4;  // room for part of the first chain only
@@ -352,7 +355,7 @@ TEST_F(VirtioConsoleTest, OutputOnPortWithoutBackendIsDropped) {
     VirtioConsole c2({{"a", nullptr}, {"b", nullptr}});
     std::vector<SplitQueue*> qs;
     for (uint16_t i = 0; i < c2.num_queues(); ++i) qs.push_back(q(i).ptr());
-    ASSERT_TRUE(c2.activate(C::kFMultiport, qs, irq).has_value());
+    ASSERT_TRUE(c2.activate(virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT), qs, irq).has_value());
     q(txq(1)).add_out("dropped");
     c2.queue_notify(txq(1));
     EXPECT_EQ(q(txq(1)).collect_used().size(), 1u);
@@ -482,7 +485,7 @@ TEST_F(VirtioConsoleTest, SetHostOpenFalseSendsPortOpenZero) {
     auto msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 1u);
     EXPECT_EQ(msgs[0].id, 1u);
-    EXPECT_EQ(msgs[0].event, C::kPortOpen);
+    EXPECT_EQ(msgs[0].event, VIRTIO_CONSOLE_PORT_OPEN);
     EXPECT_EQ(msgs[0].value, 0);
     con.set_host_open(1, false);  // no change, nothing sent
     EXPECT_TRUE(read_ctl().empty());
@@ -498,18 +501,18 @@ TEST_F(VirtioConsoleTest, SetHostOpenBeforePortReadyIsAnnouncedAtPortReady) {
     post_ctl_rx(8);
     con.set_host_open(2, false);
     EXPECT_TRUE(read_ctl().empty());
-    send_ctl(2, C::kPortReady, 1);
+    send_ctl(2, VIRTIO_CONSOLE_PORT_READY, 1);
     auto msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 2u);
-    EXPECT_EQ(msgs[0].event, C::kPortName);
+    EXPECT_EQ(msgs[0].event, VIRTIO_CONSOLE_PORT_NAME);
     EXPECT_EQ(msgs[0].extra, "p2");
-    EXPECT_EQ(msgs[1].event, C::kPortOpen);
+    EXPECT_EQ(msgs[1].event, VIRTIO_CONSOLE_PORT_OPEN);
     EXPECT_EQ(msgs[1].value, 0);
 }
 
 TEST_F(VirtioConsoleTest, ControlMessagesWaitForReceiveBuffers) {
-    send_ctl(0, C::kDeviceReady, 1);  // no control receive buffers yet
-    send_ctl(1, C::kPortReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);  // no control receive buffers yet
+    send_ctl(1, VIRTIO_CONSOLE_PORT_READY, 1);
     EXPECT_EQ(q(3).collect_used().size(), 2u);
     EXPECT_TRUE(read_ctl().empty());
     EXPECT_EQ(irq.signals_for(2), 0u);
@@ -517,27 +520,27 @@ TEST_F(VirtioConsoleTest, ControlMessagesWaitForReceiveBuffers) {
     post_ctl_rx(2);  // room for two of the five
     auto msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 2u);
-    EXPECT_EQ(msgs[0].event, C::kDeviceAdd);
+    EXPECT_EQ(msgs[0].event, VIRTIO_CONSOLE_PORT_ADD);
     EXPECT_EQ(msgs[0].id, 0u);
-    EXPECT_EQ(msgs[1].event, C::kDeviceAdd);
+    EXPECT_EQ(msgs[1].event, VIRTIO_CONSOLE_PORT_ADD);
     EXPECT_EQ(msgs[1].id, 1u);
     EXPECT_GE(irq.signals_for(2), 1u);
 
     post_ctl_rx(10);
     msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 3u);
-    EXPECT_EQ(msgs[0].event, C::kDeviceAdd);
+    EXPECT_EQ(msgs[0].event, VIRTIO_CONSOLE_PORT_ADD);
     EXPECT_EQ(msgs[0].id, 2u);
-    EXPECT_EQ(msgs[1].event, C::kPortName);
+    EXPECT_EQ(msgs[1].event, VIRTIO_CONSOLE_PORT_NAME);
     EXPECT_EQ(msgs[1].extra, "p1.name");
-    EXPECT_EQ(msgs[2].event, C::kPortOpen);
+    EXPECT_EQ(msgs[2].event, VIRTIO_CONSOLE_PORT_OPEN);
     // The spare buffers stay with the device.
     EXPECT_EQ(q(2).outstanding(), 7u);
 }
 
 TEST_F(VirtioConsoleTest, ShortControlMessageIgnored) {
     post_ctl_rx(8);
-    auto full = ctl_bytes(0, C::kDeviceReady, 1);
+    auto full = ctl_bytes(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
     send_ctl_raw(std::span<const uint8_t>(full).first(7));
     send_ctl_raw(std::span<const uint8_t>(full).first(1));
     auto u = q(3).collect_used();
@@ -545,13 +548,13 @@ TEST_F(VirtioConsoleTest, ShortControlMessageIgnored) {
     EXPECT_TRUE(read_ctl().empty());
     EXPECT_EQ(irq.needs_reset(), 0);
     // The device still works afterwards.
-    send_ctl(0, C::kDeviceReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
     EXPECT_EQ(read_ctl().size(), 3u);
 }
 
 TEST_F(VirtioConsoleTest, ControlMessageSplitAcrossBuffersAccepted) {
     post_ctl_rx(8);
-    auto m = ctl_bytes(2, C::kPortReady, 1);
+    auto m = ctl_bytes(2, VIRTIO_CONSOLE_PORT_READY, 1);
     q(3).add_out_pieces(
         {std::string(m.begin(), m.begin() + 3), std::string(m.begin() + 3, m.end())});
     con.queue_notify(3);
@@ -562,9 +565,9 @@ TEST_F(VirtioConsoleTest, ControlMessageSplitAcrossBuffersAccepted) {
 
 TEST_F(VirtioConsoleTest, UnknownOrHostOnlyEventsIgnored) {
     post_ctl_rx(8);
-    send_ctl(0, C::kDeviceReady, 0);  // value must be 1
-    send_ctl(0, C::kDeviceAdd, 1);
-    send_ctl(0, C::kPortName, 1);
+    send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 0);  // value must be 1
+    send_ctl(0, VIRTIO_CONSOLE_PORT_ADD, 1);
+    send_ctl(0, VIRTIO_CONSOLE_PORT_NAME, 1);
     send_ctl(0, 0x1234, 1);
     EXPECT_EQ(q(3).collect_used().size(), 4u);
     EXPECT_TRUE(read_ctl().empty());
@@ -584,7 +587,7 @@ TEST_F(VirtioConsoleTest, BrokenTxChainNeedsResetAndStops) {
     q(txq(0)).add_out("ignored");
     con.queue_notify(txq(0));
     EXPECT_TRUE(b[0].output.empty());
-    send_ctl(0, C::kDeviceReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
     EXPECT_TRUE(read_ctl().empty());
     q(rxq(1)).add_in(16);
     EXPECT_FALSE(con.can_deliver(1));
@@ -601,7 +604,7 @@ TEST_F(VirtioConsoleTest, BrokenControlRxChainNeedsReset) {
     // next needs one.
     q(2).add_chain({{g.alloc(16), 0, true}});
     con.queue_notify(2);  // nothing queued: the device does not look yet
-    send_ctl(0, C::kDeviceReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
     EXPECT_EQ(irq.needs_reset(), 1);
     post_ctl_rx(4);
     EXPECT_TRUE(read_ctl().empty());
@@ -626,13 +629,13 @@ TEST_F(VirtioConsoleTest, ResetThenReactivateWorks) {
     for (auto& dq : queues) dq->configure();
     activate();
     post_ctl_rx(16);
-    send_ctl(0, C::kDeviceReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
     auto msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 3u);
-    send_ctl(1, C::kPortReady, 1);
+    send_ctl(1, VIRTIO_CONSOLE_PORT_READY, 1);
     msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 2u);
-    EXPECT_EQ(msgs[1].event, C::kPortOpen);
+    EXPECT_EQ(msgs[1].event, VIRTIO_CONSOLE_PORT_OPEN);
     EXPECT_EQ(msgs[1].value, 1);
 
     // Open state was forgotten: nothing is delivered until the guest reopens.
@@ -656,17 +659,17 @@ TEST_F(VirtioConsoleTest, HostClosedStateSurvivesReset) {
     for (auto& dq : queues) dq->configure();
     activate();
     post_ctl_rx(8);
-    send_ctl(0, C::kPortReady, 1);
+    send_ctl(0, VIRTIO_CONSOLE_PORT_READY, 1);
     auto msgs = read_ctl();
     ASSERT_EQ(msgs.size(), 2u);
-    EXPECT_EQ(msgs[1].event, C::kPortOpen);
+    EXPECT_EQ(msgs[1].event, VIRTIO_CONSOLE_PORT_OPEN);
     EXPECT_EQ(msgs[1].value, 0);
 }
 
 TEST_F(VirtioConsoleTest, NoInterruptFlagSuppressesSignals) {
     bring_up();
     irq.clear();
-    q(txq(2)).set_avail_flags(virtq::kAvailFNoInterrupt);
+    q(txq(2)).set_avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
     q(txq(2)).add_out("quiet");
     con.queue_notify(txq(2));
     EXPECT_EQ(b[2].output, "quiet");

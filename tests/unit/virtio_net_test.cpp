@@ -153,7 +153,7 @@ class VirtioNetTest : public ::testing::Test {
     }
     void activate(uint64_t features) {
         SplitQueue* qs[] = {rxq.ptr(), txq.ptr()};
-        auto r = dev->activate(virtio::kFVersion1 | features, qs, irq);
+        auto r = dev->activate(virtio::bit(VIRTIO_F_VERSION_1) | features, qs, irq);
         ASSERT_TRUE(r.has_value()) << r.error().message;
     }
     uint64_t counter(const std::string& name) {
@@ -205,33 +205,43 @@ class VirtioNetTest : public ::testing::Test {
 
 TEST_F(VirtioNetTest, FeaturesForPlainBackend) {
     make(false);
-    EXPECT_EQ(dev->device_type(), virtio::kTypeNet);
+    EXPECT_EQ(dev->device_type(), VIRTIO_ID_NET);
     EXPECT_EQ(dev->name(), "net");
     EXPECT_EQ(dev->num_queues(), 2);
     EXPECT_EQ(dev->queue_max_size(0), 256);
     EXPECT_EQ(dev->queue_max_size(1), 256);
     const uint64_t f = dev->device_features();
-    EXPECT_EQ(f, N::kFMac | N::kFStatus | N::kFMrgRxbuf | N::kFCsum | N::kFGuestCsum | N::kFMtu);
+    EXPECT_EQ(f, virtio::bit(VIRTIO_NET_F_MAC) | virtio::bit(VIRTIO_NET_F_STATUS) |
+                     virtio::bit(VIRTIO_NET_F_MRG_RXBUF) | virtio::bit(VIRTIO_NET_F_CSUM) |
+                     virtio::bit(VIRTIO_NET_F_GUEST_CSUM) | virtio::bit(VIRTIO_NET_F_MTU));
     // No segmentation offloads without a vnet header, no control queue.
-    EXPECT_EQ(f & (N::kFHostTso4 | N::kFHostTso6 | N::kFGuestTso4 | N::kFGuestTso6 | N::kFCtrlVq |
-                   N::kFGuestUfo | N::kFHostUfo),
+    EXPECT_EQ(f & (virtio::bit(VIRTIO_NET_F_HOST_TSO4) | virtio::bit(VIRTIO_NET_F_HOST_TSO6) |
+                   virtio::bit(VIRTIO_NET_F_GUEST_TSO4) | virtio::bit(VIRTIO_NET_F_GUEST_TSO6) |
+                   virtio::bit(VIRTIO_NET_F_CTRL_VQ) | virtio::bit(VIRTIO_NET_F_GUEST_UFO) |
+                   virtio::bit(VIRTIO_NET_F_HOST_UFO)),
               0u);
-    EXPECT_EQ(N::kFMrgRxbuf, 1ull << 15);
-    EXPECT_EQ(N::kFStatus, 1ull << 16);
+    EXPECT_EQ(virtio::bit(VIRTIO_NET_F_MRG_RXBUF), 1ull << 15);
+    EXPECT_EQ(virtio::bit(VIRTIO_NET_F_STATUS), 1ull << 16);
 }
 
 TEST_F(VirtioNetTest, FeaturesForVnetBackend) {
     make(true);
     const uint64_t f = dev->device_features();
-    const uint64_t tso = N::kFHostTso4 | N::kFHostTso6 | N::kFHostEcn | N::kFGuestTso4 |
-                         N::kFGuestTso6 | N::kFGuestEcn;
-    EXPECT_EQ(f, N::kFMac | N::kFStatus | N::kFMrgRxbuf | N::kFCsum | N::kFGuestCsum | tso);
-    EXPECT_EQ(f & (N::kFCtrlVq | N::kFGuestUfo | N::kFHostUfo | N::kFMtu), 0u);
+    const uint64_t tso = virtio::bit(VIRTIO_NET_F_HOST_TSO4) | virtio::bit(VIRTIO_NET_F_HOST_TSO6) |
+                         virtio::bit(VIRTIO_NET_F_HOST_ECN) | virtio::bit(VIRTIO_NET_F_GUEST_TSO4) |
+                         virtio::bit(VIRTIO_NET_F_GUEST_TSO6) | virtio::bit(VIRTIO_NET_F_GUEST_ECN);
+    EXPECT_EQ(f, virtio::bit(VIRTIO_NET_F_MAC) | virtio::bit(VIRTIO_NET_F_STATUS) |
+                     virtio::bit(VIRTIO_NET_F_MRG_RXBUF) | virtio::bit(VIRTIO_NET_F_CSUM) |
+                     virtio::bit(VIRTIO_NET_F_GUEST_CSUM) | tso);
+    EXPECT_EQ(f & (virtio::bit(VIRTIO_NET_F_CTRL_VQ) | virtio::bit(VIRTIO_NET_F_GUEST_UFO) |
+                   virtio::bit(VIRTIO_NET_F_HOST_UFO) | virtio::bit(VIRTIO_NET_F_MTU)),
+              0u);
 }
 
 TEST_F(VirtioNetTest, OffloadsFollowNegotiation) {
     make(true);
-    activate(N::kFGuestCsum | N::kFGuestTso4 | N::kFGuestEcn);
+    activate(virtio::bit(VIRTIO_NET_F_GUEST_CSUM) | virtio::bit(VIRTIO_NET_F_GUEST_TSO4) |
+             virtio::bit(VIRTIO_NET_F_GUEST_ECN));
     auto o = be->offloads();
     EXPECT_TRUE(o.csum);
     EXPECT_TRUE(o.tso4);
@@ -239,7 +249,7 @@ TEST_F(VirtioNetTest, OffloadsFollowNegotiation) {
     EXPECT_TRUE(o.ecn);
     dev->reset();
     // TSO without partial checksums is not a thing: not passed on.
-    activate(N::kFGuestTso4 | N::kFGuestTso6);
+    activate(virtio::bit(VIRTIO_NET_F_GUEST_TSO4) | virtio::bit(VIRTIO_NET_F_GUEST_TSO6));
     o = be->offloads();
     EXPECT_FALSE(o.csum);
     EXPECT_FALSE(o.tso4);
@@ -251,11 +261,12 @@ TEST_F(VirtioNetTest, ActivateFailsWhenBackendRefusesOffloads) {
     make(true);
     be->refuse_offloads();
     SplitQueue* qs[] = {rxq.ptr(), txq.ptr()};
-    auto r = dev->activate(virtio::kFVersion1 | N::kFGuestCsum, qs, irq);
+    auto r = dev->activate(virtio::bit(VIRTIO_F_VERSION_1) | virtio::bit(VIRTIO_NET_F_GUEST_CSUM),
+                           qs, irq);
     ASSERT_FALSE(r.has_value());
     EXPECT_NE(r.error().message.find("offloads refused"), std::string::npos);
     SplitQueue* one[] = {rxq.ptr(), nullptr};
-    EXPECT_FALSE(dev->activate(virtio::kFVersion1, one, irq).has_value());
+    EXPECT_FALSE(dev->activate(virtio::bit(VIRTIO_F_VERSION_1), one, irq).has_value());
 }
 
 TEST_F(VirtioNetTest, ConfigSpace) {
@@ -264,7 +275,7 @@ TEST_F(VirtioNetTest, ConfigSpace) {
     Bytes cfg(12, 0xaa);
     dev->read_config(0, cfg);
     EXPECT_TRUE(std::equal(kMac.begin(), kMac.end(), cfg.begin()));
-    EXPECT_EQ(le16(cfg, 6), N::kStatusLinkUp);
+    EXPECT_EQ(le16(cfg, 6), VIRTIO_NET_S_LINK_UP);
     EXPECT_EQ(le16(cfg, 10), 1500);
     // Byte-wise and partial reads see the same fields.
     uint8_t b = 0;
@@ -285,7 +296,7 @@ TEST_F(VirtioNetTest, ConfigSpace) {
 
 TEST_F(VirtioNetTest, TxStripsHeaderForPlainBackend) {
     make(false);
-    activate(N::kFCsum | N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_CSUM) | virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     const Bytes frame = pattern_frame(200);
     // Header and frame in separate buffers, the frame split once more.
     Bytes h = hdr();
@@ -307,16 +318,17 @@ TEST_F(VirtioNetTest, TxStripsHeaderForPlainBackend) {
 
 TEST_F(VirtioNetTest, TxPassesHeaderToVnetBackend) {
     make(true);
-    activate(N::kFCsum | N::kFHostTso4);
+    activate(virtio::bit(VIRTIO_NET_F_CSUM) | virtio::bit(VIRTIO_NET_F_HOST_TSO4));
     Bytes frame = netf::eth(
         kMac, netf::kGuestMac, netf::kEthIpv4,
         netf::tcp(kGuestIp, kHostIp, {1000, 80, 1, 0, netf::kTcpAck}, Bytes(3000, 'x'), true));
-    Bytes h = hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4, 1448, 34, 16);
+    Bytes h = hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1448, 34, 16);
     h[10] = 7;  // num_buffers: meaningless on transmit, not passed on
     transmit(cat(h, frame));
     auto sent = be->sent();
     ASSERT_EQ(sent.size(), 1u);
-    Bytes want = cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4, 1448, 34, 16), frame);
+    Bytes want =
+        cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1448, 34, 16), frame);
     EXPECT_EQ(sent[0], want);
     // The checksum is the host kernel's job there: untouched.
     EXPECT_EQ(Bytes(sent[0].begin() + 12, sent[0].end()), frame);
@@ -339,14 +351,14 @@ void expect_completed(const Bytes& sent, const Bytes& full, size_t field) {
 
 TEST_F(VirtioNetTest, TxCompletesPartialUdpChecksum) {
     make(false);
-    activate(N::kFCsum);
+    activate(virtio::bit(VIRTIO_NET_F_CSUM));
     const Bytes data = {'h', 'e', 'l', 'l', 'o', ',', ' ', 'w', 'o', 'r', 'l', 'd', '!'};
     const Bytes partial = netf::eth(kMac, netf::kGuestMac, netf::kEthIpv4,
                                     netf::udp(kGuestIp, kHostIp, 40000, 53, data, true));
     const Bytes full = netf::eth(kMac, netf::kGuestMac, netf::kEthIpv4,
                                  netf::udp(kGuestIp, kHostIp, 40000, 53, data, false));
     ASSERT_NE(partial, full);
-    transmit(cat(hdr(N::kHdrFNeedsCsum, 0, 0, 34, 6), partial));
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 34, 6), partial));
     auto sent = be->sent();
     ASSERT_EQ(sent.size(), 1u);
     expect_completed(sent[0], full, 34 + 6);
@@ -357,14 +369,14 @@ TEST_F(VirtioNetTest, TxCompletesPartialUdpChecksum) {
 
 TEST_F(VirtioNetTest, TxCompletesPartialTcpChecksum) {
     make(false);
-    activate(N::kFCsum);
+    activate(virtio::bit(VIRTIO_NET_F_CSUM));
     const netf::TcpSeg seg{1234, 8080, 0x01020304, 0x0a0b0c0d, netf::kTcpAck, 29200};
     const Bytes data(1001, 'z');  // odd length: the last byte is padded
     const Bytes partial = netf::eth(kMac, netf::kGuestMac, netf::kEthIpv4,
                                     netf::tcp(kGuestIp, kHostIp, seg, data, true));
     const Bytes full = netf::eth(kMac, netf::kGuestMac, netf::kEthIpv4,
                                  netf::tcp(kGuestIp, kHostIp, seg, data, false));
-    transmit(cat(hdr(N::kHdrFNeedsCsum, 0, 0, 34, 16), partial));
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 34, 16), partial));
     auto sent = be->sent();
     ASSERT_EQ(sent.size(), 1u);
     expect_completed(sent[0], full, 34 + 16);
@@ -372,12 +384,14 @@ TEST_F(VirtioNetTest, TxCompletesPartialTcpChecksum) {
 
 TEST_F(VirtioNetTest, TxBadHeadersAreDroppedNotFatal) {
     make(false);
-    activate(N::kFCsum);
+    activate(virtio::bit(VIRTIO_NET_F_CSUM));
     const Bytes frame = pattern_frame(100);
-    transmit(cat(hdr(N::kHdrFNeedsCsum, 0, 0, 90, 9), frame));  // field ends past the frame
-    transmit(cat(hdr(N::kHdrFNeedsCsum, 0, 0, 0xffff, 0xffff), frame));
-    transmit(cat(hdr(N::kHdrFDataValid), frame));                              // a device-only flag
-    transmit(cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4, 1448, 34, 16), frame));  // no TSO here
+    transmit(
+        cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 90, 9), frame));  // field ends past the frame
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0xffff, 0xffff), frame));
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_DATA_VALID), frame));  // a device-only flag
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1448, 34, 16),
+                 frame));                                    // no TSO here
     transmit(cat(hdr(), Bytes(10, 0)));                      // shorter than Ethernet
     transmit(cat(hdr(), Bytes(net::kMaxFrameSize + 1, 0)));  // too big
     EXPECT_EQ(be->sent().size(), 0u);
@@ -386,7 +400,7 @@ TEST_F(VirtioNetTest, TxBadHeadersAreDroppedNotFatal) {
     EXPECT_EQ(irq.needs_reset(), 0);
     // The largest frame still goes, and the edge of the checksum range is fine.
     transmit(cat(hdr(), Bytes(net::kMaxFrameSize, 1)));
-    transmit(cat(hdr(N::kHdrFNeedsCsum, 0, 0, 90, 8), frame));
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 90, 8), frame));
     EXPECT_EQ(be->sent().size(), 2u);
     EXPECT_EQ(counter("tx_dropped"), 6u);
 }
@@ -394,23 +408,27 @@ TEST_F(VirtioNetTest, TxBadHeadersAreDroppedNotFatal) {
 TEST_F(VirtioNetTest, TxChecksumOffloadNeedsNegotiation) {
     make(false);
     activate(0);
-    transmit(cat(hdr(N::kHdrFNeedsCsum, 0, 0, 34, 6), pattern_frame(100)));
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 34, 6), pattern_frame(100)));
     EXPECT_EQ(be->sent().size(), 0u);
     EXPECT_EQ(counter("tx_dropped"), 1u);
 }
 
 TEST_F(VirtioNetTest, TxVnetGsoNeedsItsFeature) {
     make(true);
-    activate(N::kFCsum | N::kFHostTso4);
+    activate(virtio::bit(VIRTIO_NET_F_CSUM) | virtio::bit(VIRTIO_NET_F_HOST_TSO4));
     const Bytes frame = pattern_frame(100);
-    transmit(cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv6, 1400, 54, 16), frame));  // TSO6 not acked
-    transmit(cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4 | N::kGsoEcn, 1400, 34, 16), frame));
-    transmit(cat(hdr(0, N::kGsoTcpv4, 1400), frame));                       // no NEEDS_CSUM
-    transmit(cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4, 0, 34, 16), frame));  // no gso_size
-    transmit(cat(hdr(N::kHdrFNeedsCsum, N::kGsoUdp, 1400, 34, 6), frame));
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV6, 1400, 54, 16),
+                 frame));  // TSO6 not acked
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN,
+                     1400, 34, 16),
+                 frame));
+    transmit(cat(hdr(0, VIRTIO_NET_HDR_GSO_TCPV4, 1400), frame));  // no NEEDS_CSUM
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 0, 34, 16),
+                 frame));  // no gso_size
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_UDP, 1400, 34, 6), frame));
     EXPECT_EQ(be->sent().size(), 0u);
     EXPECT_EQ(counter("tx_dropped"), 5u);
-    transmit(cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4, 1400, 34, 16), frame));
+    transmit(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1400, 34, 16), frame));
     EXPECT_EQ(be->sent().size(), 1u);
 }
 
@@ -442,8 +460,8 @@ TEST_F(VirtioNetTest, TxDescriptorLoopNeedsReset) {
     activate(0);
     const uint64_t a = g.alloc(100);
     g.write(a, cat(hdr(), pattern_frame(60)));
-    txq.write_desc(0, a, 72, virtq::kDescFNext, 1);
-    txq.write_desc(1, a, 72, virtq::kDescFNext, 0);
+    txq.write_desc(0, a, 72, VRING_DESC_F_NEXT, 1);
+    txq.write_desc(1, a, 72, VRING_DESC_F_NEXT, 0);
     txq.publish(0);
     dev->queue_notify(N::kTxQueue);
     EXPECT_EQ(irq.needs_reset(), 1);
@@ -469,7 +487,7 @@ TEST_F(VirtioNetTest, NotifyBeforeActivationIsIgnored) {
 
 TEST_F(VirtioNetTest, RxIntoOneBuffer) {
     make(false);
-    activate(N::kFGuestCsum);
+    activate(virtio::bit(VIRTIO_NET_F_GUEST_CSUM));
     rxq.add_in(2048);
     dev->queue_notify(N::kRxQueue);
     const Bytes frame = pattern_frame(300);
@@ -478,8 +496,8 @@ TEST_F(VirtioNetTest, RxIntoOneBuffer) {
     ASSERT_EQ(used.size(), 1u);
     EXPECT_EQ(used[0].len, 12u + 300);
     Bytes got = used[0].written(g);
-    EXPECT_EQ(got[0], N::kHdrFDataValid);
-    EXPECT_EQ(got[1], N::kGsoNone);
+    EXPECT_EQ(got[0], VIRTIO_NET_HDR_F_DATA_VALID);
+    EXPECT_EQ(got[1], VIRTIO_NET_HDR_GSO_NONE);
     EXPECT_EQ(le16(got, 10), 1);  // num_buffers
     EXPECT_EQ(Bytes(got.begin() + 12, got.end()), frame);
     EXPECT_TRUE(irq.wait_signals(N::kRxQueue, 1));
@@ -502,7 +520,7 @@ TEST_F(VirtioNetTest, RxWithoutGuestCsumHasNoFlags) {
 
 TEST_F(VirtioNetTest, RxMergeableAcrossThreeChains) {
     make(false);
-    activate(N::kFMrgRxbuf | N::kFGuestCsum);
+    activate(virtio::bit(VIRTIO_NET_F_MRG_RXBUF) | virtio::bit(VIRTIO_NET_F_GUEST_CSUM));
     for (int i = 0; i < 4; ++i) rxq.add_in(1000);
     dev->queue_notify(N::kRxQueue);
     const Bytes frame = pattern_frame(2500, 3);
@@ -518,7 +536,7 @@ TEST_F(VirtioNetTest, RxMergeableAcrossThreeChains) {
         all.insert(all.end(), w.begin(), w.end());
     }
     EXPECT_EQ(le16(all, 10), 3);  // num_buffers
-    EXPECT_EQ(all[0], N::kHdrFDataValid);
+    EXPECT_EQ(all[0], VIRTIO_NET_HDR_F_DATA_VALID);
     EXPECT_EQ(Bytes(all.begin() + 12, all.end()), frame);
     // The fourth buffer is still the driver's... and takes the next frame.
     be->push(pattern_frame(100, 9));
@@ -530,7 +548,7 @@ TEST_F(VirtioNetTest, RxMergeableAcrossThreeChains) {
 
 TEST_F(VirtioNetTest, RxMergeableWaitsForEnoughBuffers) {
     make(false);
-    activate(N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     rxq.add_in(1000);
     dev->queue_notify(N::kRxQueue);
     be->push(pattern_frame(2500));
@@ -565,7 +583,7 @@ TEST_F(VirtioNetTest, RxTooBigForOneChainIsDroppedWithoutMergeable) {
 
 TEST_F(VirtioNetTest, RxWithoutBuffersIsBounded) {
     make(false, 16);
-    activate(N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     for (int i = 0; i < 100; ++i) be->push(pattern_frame(60, static_cast<uint8_t>(i)));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     EXPECT_EQ(be->pending(), 16u);
@@ -594,7 +612,7 @@ TEST_F(VirtioNetTest, RxChainWithReadableBufferNeedsReset) {
 
 TEST_F(VirtioNetTest, RxChainSmallerThanHeaderNeedsReset) {
     make(false);
-    activate(N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     rxq.add_in(8);
     dev->queue_notify(N::kRxQueue);
     EXPECT_EQ(irq.needs_reset(), 1);
@@ -602,21 +620,23 @@ TEST_F(VirtioNetTest, RxChainSmallerThanHeaderNeedsReset) {
 
 TEST_F(VirtioNetTest, RxVnetHeaderPassesThroughPerFeatures) {
     make(true);
-    activate(N::kFGuestCsum | N::kFGuestTso4 | N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_GUEST_CSUM) | virtio::bit(VIRTIO_NET_F_GUEST_TSO4) |
+             virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     for (int i = 0; i < 8; ++i) rxq.add_in(4096);
     dev->queue_notify(N::kRxQueue);
     const Bytes frame = pattern_frame(1000);
-    Bytes h = hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4, 1448, 34, 16);
+    Bytes h = hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1448, 34, 16);
     h[10] = 0x55;  // whatever the kernel left there
     be->push(cat(h, frame));
     auto used = wait_rx(1);
     ASSERT_EQ(used.size(), 1u);
     Bytes got = used[0].written(g);
-    Bytes want = cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv4, 1448, 34, 16), frame);
+    Bytes want =
+        cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 1448, 34, 16), frame);
     want[10] = 1;
     EXPECT_EQ(got, want);
     // An offload the driver did not take (TSO6) never reaches it.
-    be->push(cat(hdr(N::kHdrFNeedsCsum, N::kGsoTcpv6, 1448, 54, 16), frame));
+    be->push(cat(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV6, 1448, 54, 16), frame));
     be->push(cat(hdr(), Bytes(5, 0)));  // runt
     ASSERT_TRUE(wait_for([&] { return counter("rx_dropped") == 2; }));
     EXPECT_EQ(rxq.collect_used().size(), 0u);
@@ -627,7 +647,7 @@ TEST_F(VirtioNetTest, RxVnetFlagsClearedWithoutGuestCsum) {
     activate(0);
     rxq.add_in(4096);
     dev->queue_notify(N::kRxQueue);
-    be->push(cat(hdr(N::kHdrFDataValid), pattern_frame(100)));
+    be->push(cat(hdr(VIRTIO_NET_HDR_F_DATA_VALID), pattern_frame(100)));
     auto used = wait_rx(1);
     ASSERT_EQ(used.size(), 1u);
     EXPECT_EQ(used[0].written(g)[0], 0);
@@ -637,7 +657,7 @@ TEST_F(VirtioNetTest, RxVnetFlagsClearedWithoutGuestCsum) {
 
 TEST_F(VirtioNetTest, ResetDropsHeldFrameAndChains) {
     make(false);
-    activate(N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     rxq.add_in(100);
     dev->queue_notify(N::kRxQueue);
     be->push(pattern_frame(1000));  // needs more buffers: held
@@ -646,7 +666,7 @@ TEST_F(VirtioNetTest, ResetDropsHeldFrameAndChains) {
     EXPECT_EQ(counter("rx_dropped"), 1u);
     rxq.configure();
     txq.configure();
-    activate(N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     rxq.add_in(2048);
     dev->queue_notify(N::kRxQueue);
     be->push(pattern_frame(500));
@@ -668,7 +688,7 @@ TEST_F(VirtioNetTest, ResetDuringTraffic) {
         }
     });
     for (int round = 0; round < 50; ++round) {
-        activate(round % 2 ? N::kFMrgRxbuf : 0);
+        activate(round % 2 ? virtio::bit(VIRTIO_NET_F_MRG_RXBUF) : 0);
         for (int i = 0; i < 16; ++i) rxq.add_in(round % 2 ? 700 : 1600);
         for (int i = 0; i < 8; ++i) txq.add_out(cat(hdr(), pattern_frame(100)));
         dev->queue_notify(N::kRxQueue);
@@ -685,7 +705,7 @@ TEST_F(VirtioNetTest, ResetDuringTraffic) {
     }
     EXPECT_EQ(irq.needs_reset(), 0);
     // Still works afterwards.
-    activate(N::kFMrgRxbuf);
+    activate(virtio::bit(VIRTIO_NET_F_MRG_RXBUF));
     rxq.add_in(2048);
     dev->queue_notify(N::kRxQueue);
     auto used = wait_rx(1);

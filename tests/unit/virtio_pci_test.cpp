@@ -12,14 +12,13 @@
 namespace kvmsandbox {
 namespace {
 
-using C = VirtioPciDevice::Common;
 constexpr uint64_t kWindow = 0xe0000000;
 constexpr uint64_t kWindowEnd = 0xf0000000;
 constexpr uint64_t kMemSize = 1 << 20;
 
 class FakeDevice : public VirtioDevice {
   public:
-    uint16_t device_type() const override { return virtio::kTypeRng; }
+    uint16_t device_type() const override { return VIRTIO_ID_RNG; }
     std::string name() const override { return "fake"; }
     uint64_t device_features() const override { return 1ull << 0 | 1ull << 40; }
     uint16_t num_queues() const override { return 2; }
@@ -109,8 +108,8 @@ class VirtioPciTest : public ::testing::Test {
         for (size_t i = 0; i < len; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
         mmio.write(base + off, std::span<const uint8_t>(b, len));
     }
-    uint8_t status() { return static_cast<uint8_t>(rd(C::kDeviceStatus, 1)); }
-    void set_status(uint8_t s) { wr(C::kDeviceStatus, 1, s); }
+    uint8_t status() { return static_cast<uint8_t>(rd(VIRTIO_PCI_COMMON_STATUS, 1)); }
+    void set_status(uint8_t s) { wr(VIRTIO_PCI_COMMON_STATUS, 1, s); }
     uint32_t cfg(uint16_t reg, unsigned len) { return bridge.config_read(0, slot, 0, reg, len); }
     void cfg_w(uint16_t reg, unsigned len, uint32_t v) {
         bridge.config_write(0, slot, 0, reg, len, v);
@@ -125,40 +124,42 @@ class VirtioPciTest : public ::testing::Test {
         return std::nullopt;
     }
     void set_features(uint64_t f) {
-        wr(C::kDriverFeatureSelect, 4, 0);
-        wr(C::kDriverFeature, 4, f & 0xffffffff);
-        wr(C::kDriverFeatureSelect, 4, 1);
-        wr(C::kDriverFeature, 4, f >> 32);
+        wr(VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+        wr(VIRTIO_PCI_COMMON_GF, 4, f & 0xffffffff);
+        wr(VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+        wr(VIRTIO_PCI_COMMON_GF, 4, f >> 32);
     }
     void setup_queue(uint16_t q, uint16_t size, uint64_t desc, uint64_t avail, uint64_t used,
-                     uint16_t vector = virtio::kNoVector) {
-        wr(C::kQueueSelect, 2, q);
-        wr(C::kQueueSize, 2, size);
-        wr(C::kQueueDesc, 4, desc & 0xffffffff);
-        wr(C::kQueueDesc + 4, 4, desc >> 32);
-        wr(C::kQueueDriver, 4, avail & 0xffffffff);
-        wr(C::kQueueDriver + 4, 4, avail >> 32);
-        wr(C::kQueueDevice, 4, used & 0xffffffff);
-        wr(C::kQueueDevice + 4, 4, used >> 32);
-        wr(C::kQueueMsixVector, 2, vector);
-        wr(C::kQueueEnable, 2, 1);
+                     uint16_t vector = VIRTIO_MSI_NO_VECTOR) {
+        wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, q);
+        wr(VIRTIO_PCI_COMMON_Q_SIZE, 2, size);
+        wr(VIRTIO_PCI_COMMON_Q_DESCLO, 4, desc & 0xffffffff);
+        wr(VIRTIO_PCI_COMMON_Q_DESCLO + 4, 4, desc >> 32);
+        wr(VIRTIO_PCI_COMMON_Q_AVAILLO, 4, avail & 0xffffffff);
+        wr(VIRTIO_PCI_COMMON_Q_AVAILLO + 4, 4, avail >> 32);
+        wr(VIRTIO_PCI_COMMON_Q_USEDLO, 4, used & 0xffffffff);
+        wr(VIRTIO_PCI_COMMON_Q_USEDLO + 4, 4, used >> 32);
+        wr(VIRTIO_PCI_COMMON_Q_MSIX, 2, vector);
+        wr(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
     }
     // The Linux driver's sequence up to (not including) DRIVER_OK.
-    void negotiate(uint64_t features = virtio::kFVersion1 | virtio::kFEventIdx | 1) {
+    void negotiate(uint64_t features = virtio::bit(VIRTIO_F_VERSION_1) |
+                                       virtio::bit(VIRTIO_RING_F_EVENT_IDX) | 1) {
         set_status(0);
         ASSERT_EQ(status(), 0);
-        set_status(virtio::kStatusAcknowledge);
-        set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+        set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE);
+        set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
         set_features(features);
-        set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+        set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                   VIRTIO_CONFIG_S_FEATURES_OK);
     }
     void full_init() {
         negotiate();
-        ASSERT_TRUE(status() & virtio::kStatusFeaturesOk);
+        ASSERT_TRUE(status() & VIRTIO_CONFIG_S_FEATURES_OK);
         setup_queue(0, 8, 0x1000, 0x2000, 0x3000, 1);
         setup_queue(1, 16, 0x4000, 0x5000, 0x6000, 2);
-        set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-                   virtio::kStatusDriverOk);
+        set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                   VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
     }
     void enable_msix() {
         auto p = find_cap(pci::kCapIdMsix);
@@ -189,7 +190,7 @@ class VirtioPciTest : public ::testing::Test {
 
 TEST_F(VirtioPciTest, PciIdentityAndCapabilities) {
     EXPECT_EQ(cfg(pci::kVendorId, 2), 0x1af4u);
-    EXPECT_EQ(cfg(pci::kDeviceId, 2), 0x1040u + virtio::kTypeRng);
+    EXPECT_EQ(cfg(pci::kDeviceId, 2), 0x1040u + VIRTIO_ID_RNG);
     EXPECT_GE(cfg(pci::kRevisionId, 1), 1u);
     EXPECT_EQ(cfg(pci::kStatus, 2) & pci::kStatusCapList, pci::kStatusCapList);
     EXPECT_EQ(cfg(pci::kInterruptPin, 1), 1u);
@@ -228,22 +229,23 @@ TEST_F(VirtioPciTest, PciIdentityAndCapabilities) {
 }
 
 TEST_F(VirtioPciTest, FeaturesOffered) {
-    wr(C::kDeviceFeatureSelect, 4, 0);
-    EXPECT_EQ(rd(C::kDeviceFeature, 4), (1u << 0) | (1u << 28) | (1u << 29));
-    wr(C::kDeviceFeatureSelect, 4, 1);
-    EXPECT_EQ(rd(C::kDeviceFeature, 4), (1u << 0) | (1u << 8));  // VERSION_1, bit 40
-    wr(C::kDeviceFeatureSelect, 4, 7);
-    EXPECT_EQ(rd(C::kDeviceFeature, 4), 0u);
-    EXPECT_EQ(rd(C::kNumQueues, 2), 2u);
+    wr(VIRTIO_PCI_COMMON_DFSELECT, 4, 0);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_DF, 4), (1u << 0) | (1u << 28) | (1u << 29));
+    wr(VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_DF, 4), (1u << 0) | (1u << 8));  // VERSION_1, bit 40
+    wr(VIRTIO_PCI_COMMON_DFSELECT, 4, 7);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_DF, 4), 0u);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_NUMQ, 2), 2u);
 }
 
 TEST_F(VirtioPciTest, FullInitSequenceActivatesDevice) {
     full_init();
-    EXPECT_EQ(status(), virtio::kStatusAcknowledge | virtio::kStatusDriver |
-                            virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+    EXPECT_EQ(status(), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                            VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
     EXPECT_TRUE(vdev.active());
     ASSERT_EQ(dev.activations, 1);
-    EXPECT_EQ(dev.features, virtio::kFVersion1 | virtio::kFEventIdx | 1);
+    EXPECT_EQ(dev.features,
+              virtio::bit(VIRTIO_F_VERSION_1) | virtio::bit(VIRTIO_RING_F_EVENT_IDX) | 1);
     ASSERT_EQ(dev.queues.size(), 2u);
     EXPECT_TRUE(dev.queues[0]->ready());
     EXPECT_EQ(dev.queues[0]->size(), 8);
@@ -251,16 +253,16 @@ TEST_F(VirtioPciTest, FullInitSequenceActivatesDevice) {
     EXPECT_EQ(dev.queues[1]->size(), 16);
 
     // Read back queue registers.
-    wr(C::kQueueSelect, 2, 1);
-    EXPECT_EQ(rd(C::kQueueSize, 2), 16u);
-    EXPECT_EQ(rd(C::kQueueEnable, 2), 1u);
-    EXPECT_EQ(rd(C::kQueueNotifyOff, 2), 1u);
-    EXPECT_EQ(rd(C::kQueueDesc, 4), 0x4000u);
-    EXPECT_EQ(rd(C::kQueueDriver, 8), 0x5000u);
-    EXPECT_EQ(rd(C::kQueueMsixVector, 2), 2u);
+    wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, 1);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 16u);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1u);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_NOFF, 2), 1u);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_DESCLO, 4), 0x4000u);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_AVAILLO, 8), 0x5000u);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_MSIX, 2), 2u);
 
     // A request through queue 0 reaches the device's SplitQueue.
-    VirtqDesc d{0x8000, 16, 0, 0};
+    vring_desc d{0x8000, 16, 0, 0};
     ASSERT_TRUE(mem.write_obj(0x1000, d));
     ASSERT_TRUE(mem.write_obj<uint16_t>(0x2004, 0));
     ASSERT_TRUE(mem.write_obj<uint16_t>(0x2002, 1));
@@ -269,94 +271,95 @@ TEST_F(VirtioPciTest, FullInitSequenceActivatesDevice) {
     EXPECT_EQ((*c)->readable_len, 16u);
 
     // Live queues cannot be reconfigured.
-    wr(C::kQueueSelect, 2, 0);
-    wr(C::kQueueSize, 2, 4);
-    EXPECT_EQ(rd(C::kQueueSize, 2), 8u);
+    wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+    wr(VIRTIO_PCI_COMMON_Q_SIZE, 2, 4);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 8u);
 
     // Reset tears everything down.
     set_status(0);
     EXPECT_EQ(status(), 0);
     EXPECT_EQ(dev.resets, 1);
     EXPECT_FALSE(vdev.active());
-    wr(C::kQueueSelect, 2, 0);
-    EXPECT_EQ(rd(C::kQueueEnable, 2), 0u);
-    EXPECT_EQ(rd(C::kQueueSize, 2), 16u);
+    wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0u);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 16u);
     EXPECT_EQ(vdev.driver_features(), 0u);
 }
 
 TEST_F(VirtioPciTest, FeaturesWithoutVersion1Refused) {
     negotiate(/*features=*/1);
-    EXPECT_FALSE(status() & virtio::kStatusFeaturesOk);
-    EXPECT_TRUE(status() & virtio::kStatusDriver);
+    EXPECT_FALSE(status() & VIRTIO_CONFIG_S_FEATURES_OK);
+    EXPECT_TRUE(status() & VIRTIO_CONFIG_S_DRIVER);
     // DRIVER_OK without FEATURES_OK does not activate.
-    set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusDriverOk);
-    EXPECT_FALSE(status() & virtio::kStatusDriverOk);
+    set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK);
+    EXPECT_FALSE(status() & VIRTIO_CONFIG_S_DRIVER_OK);
     EXPECT_EQ(dev.activations, 0);
 }
 
 TEST_F(VirtioPciTest, UnofferedFeatureRefused) {
-    negotiate(virtio::kFVersion1 | (1ull << 5));
-    EXPECT_FALSE(status() & virtio::kStatusFeaturesOk);
+    negotiate(virtio::bit(VIRTIO_F_VERSION_1) | (1ull << 5));
+    EXPECT_FALSE(status() & VIRTIO_CONFIG_S_FEATURES_OK);
 }
 
 TEST_F(VirtioPciTest, FeaturesFrozenAfterFeaturesOk) {
     negotiate();
-    ASSERT_TRUE(status() & virtio::kStatusFeaturesOk);
-    set_features(virtio::kFVersion1 | (1ull << 5));
-    EXPECT_EQ(vdev.driver_features(), virtio::kFVersion1 | virtio::kFEventIdx | 1);
+    ASSERT_TRUE(status() & VIRTIO_CONFIG_S_FEATURES_OK);
+    set_features(virtio::bit(VIRTIO_F_VERSION_1) | (1ull << 5));
+    EXPECT_EQ(vdev.driver_features(),
+              virtio::bit(VIRTIO_F_VERSION_1) | virtio::bit(VIRTIO_RING_F_EVENT_IDX) | 1);
 }
 
 TEST_F(VirtioPciTest, StatusBitsCannotBeCleared) {
     negotiate();
-    set_status(virtio::kStatusAcknowledge);  // drops DRIVER and FEATURES_OK: invalid
+    set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE);  // drops DRIVER and FEATURES_OK: invalid
     EXPECT_EQ(status(),
-              virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+              VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
 }
 
 TEST_F(VirtioPciTest, QueueSelectOutOfRangeIgnored) {
     negotiate();
-    wr(C::kQueueSelect, 2, 7);
-    EXPECT_EQ(rd(C::kQueueSize, 2), 0u);  // no such queue
-    wr(C::kQueueSize, 2, 4);
-    wr(C::kQueueDesc, 4, 0x1000);
-    wr(C::kQueueEnable, 2, 1);
-    EXPECT_EQ(rd(C::kQueueEnable, 2), 0u);
+    wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, 7);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 0u);  // no such queue
+    wr(VIRTIO_PCI_COMMON_Q_SIZE, 2, 4);
+    wr(VIRTIO_PCI_COMMON_Q_DESCLO, 4, 0x1000);
+    wr(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0u);
     for (uint16_t q = 0; q < 2; ++q) {
-        wr(C::kQueueSelect, 2, q);
-        EXPECT_EQ(rd(C::kQueueSize, 2), 16u);
-        EXPECT_EQ(rd(C::kQueueDesc, 4), 0u);
-        EXPECT_EQ(rd(C::kQueueEnable, 2), 0u);
+        wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, q);
+        EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 16u);
+        EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_DESCLO, 4), 0u);
+        EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0u);
     }
-    EXPECT_EQ(status() & virtio::kStatusNeedsReset, 0);
+    EXPECT_EQ(status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
 }
 
 TEST_F(VirtioPciTest, QueueSizeAndVectorValidated) {
     negotiate();
-    wr(C::kQueueSelect, 2, 0);
-    wr(C::kQueueSize, 2, 3);  // not a power of two
-    EXPECT_EQ(rd(C::kQueueSize, 2), 16u);
-    wr(C::kQueueSize, 2, 32);  // above the maximum
-    EXPECT_EQ(rd(C::kQueueSize, 2), 16u);
-    wr(C::kQueueSize, 2, 0);
-    EXPECT_EQ(rd(C::kQueueSize, 2), 16u);
-    wr(C::kQueueSize, 2, 4);
-    EXPECT_EQ(rd(C::kQueueSize, 2), 4u);
-    wr(C::kQueueMsixVector, 2, 3);  // only 3 vectors: 0..2
-    EXPECT_EQ(rd(C::kQueueMsixVector, 2), virtio::kNoVector);
-    wr(C::kMsixConfig, 2, 0x100);
-    EXPECT_EQ(rd(C::kMsixConfig, 2), virtio::kNoVector);
-    wr(C::kMsixConfig, 2, 0);
-    EXPECT_EQ(rd(C::kMsixConfig, 2), 0u);
+    wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+    wr(VIRTIO_PCI_COMMON_Q_SIZE, 2, 3);  // not a power of two
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 16u);
+    wr(VIRTIO_PCI_COMMON_Q_SIZE, 2, 32);  // above the maximum
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 16u);
+    wr(VIRTIO_PCI_COMMON_Q_SIZE, 2, 0);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 16u);
+    wr(VIRTIO_PCI_COMMON_Q_SIZE, 2, 4);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 4u);
+    wr(VIRTIO_PCI_COMMON_Q_MSIX, 2, 3);  // only 3 vectors: 0..2
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+    wr(VIRTIO_PCI_COMMON_MSIX, 2, 0x100);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+    wr(VIRTIO_PCI_COMMON_MSIX, 2, 0);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_MSIX, 2), 0u);
 }
 
 TEST_F(VirtioPciTest, BadRingsSetNeedsReset) {
     negotiate();
     setup_queue(0, 8, kMemSize - 16, 0x2000, 0x3000);  // descriptor table outside RAM
-    wr(C::kQueueSelect, 2, 0);
-    EXPECT_EQ(rd(C::kQueueEnable, 2), 0u);
-    EXPECT_TRUE(status() & virtio::kStatusNeedsReset);
-    set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-               virtio::kStatusDriverOk);
+    wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0u);
+    EXPECT_TRUE(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+    set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+               VIRTIO_CONFIG_S_DRIVER_OK);
     EXPECT_EQ(dev.activations, 0);
     set_status(0);
     EXPECT_EQ(status(), 0);
@@ -365,7 +368,7 @@ TEST_F(VirtioPciTest, BadRingsSetNeedsReset) {
 TEST_F(VirtioPciTest, FailedActivationSetsNeedsReset) {
     dev.fail_activate = true;
     full_init();
-    EXPECT_TRUE(status() & virtio::kStatusNeedsReset);
+    EXPECT_TRUE(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
     EXPECT_FALSE(vdev.active());
 }
 
@@ -433,11 +436,11 @@ TEST_F(VirtioPciTest, MsixBogusAddressStaysMasked) {
 TEST_F(VirtioPciTest, ConfigChangeUsesConfigVector) {
     full_init();
     enable_msix();
-    wr(C::kMsixConfig, 2, 0);
+    wr(VIRTIO_PCI_COMMON_MSIX, 2, 0);
     program_vector(0, 0xfee00000, 0x30, false);
-    const uint64_t gen = rd(C::kConfigGeneration, 1);
+    const uint64_t gen = rd(VIRTIO_PCI_COMMON_CFGGENERATION, 1);
     dev.irq->signal_config();
-    EXPECT_EQ(rd(C::kConfigGeneration, 1), (gen + 1) & 0xff);
+    EXPECT_EQ(rd(VIRTIO_PCI_COMMON_CFGGENERATION, 1), (gen + 1) & 0xff);
     ASSERT_EQ(router.signals.size(), 1u);
     EXPECT_EQ(router.signals[0], 0);
 }
@@ -462,7 +465,7 @@ TEST_F(VirtioPciTest, IntxAndIsrWithoutMsix) {
 TEST_F(VirtioPciTest, NeedsResetFromDevice) {
     full_init();
     dev.irq->set_needs_reset();
-    EXPECT_TRUE(status() & virtio::kStatusNeedsReset);
+    EXPECT_TRUE(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
     EXPECT_EQ(rd(VirtioPciDevice::kIsrOffset, 1), 2u);  // config change notification
 }
 
@@ -495,14 +498,14 @@ TEST_F(VirtioPciTest, IoeventfdsFollowTheBar) {
 TEST_F(VirtioPciTest, PciCfgCapabilityWindow) {
     auto p = find_cap(pci::kCapIdVendor, 5);
     ASSERT_TRUE(p);
-    cfg_w(*p + 4, 1, 0);              // BAR 0
-    cfg_w(*p + 8, 4, C::kNumQueues);  // offset
-    cfg_w(*p + 12, 4, 2);             // length
-    EXPECT_EQ(cfg(*p + 16, 2), 2u);   // num_queues through config space
-    cfg_w(*p + 8, 4, C::kDeviceStatus);
+    cfg_w(*p + 4, 1, 0);                       // BAR 0
+    cfg_w(*p + 8, 4, VIRTIO_PCI_COMMON_NUMQ);  // offset
+    cfg_w(*p + 12, 4, 2);                      // length
+    EXPECT_EQ(cfg(*p + 16, 2), 2u);            // num_queues through config space
+    cfg_w(*p + 8, 4, VIRTIO_PCI_COMMON_STATUS);
     cfg_w(*p + 12, 4, 1);
-    cfg_w(*p + 16, 1, virtio::kStatusAcknowledge);
-    EXPECT_EQ(status(), virtio::kStatusAcknowledge);
+    cfg_w(*p + 16, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    EXPECT_EQ(status(), VIRTIO_CONFIG_S_ACKNOWLEDGE);
     cfg_w(*p + 8, 4, 0xfffffff0);  // outside the BAR: nothing happens
     cfg_w(*p + 16, 1, 0xff);
 }
@@ -511,7 +514,7 @@ TEST_F(VirtioPciTest, GarbageAccessesAreHarmless) {
     for (uint32_t off = 0; off < VirtioPciDevice::kBarSize; off += 3) {
         for (size_t len : {1, 2, 3, 4, 8}) {
             if (off + len > VirtioPciDevice::kBarSize) continue;
-            if (off >= C::kDeviceStatus && off <= C::kDeviceStatus + 1) continue;
+            if (off >= VIRTIO_PCI_COMMON_STATUS && off <= VIRTIO_PCI_COMMON_STATUS + 1) continue;
             rd(off, len);
             wr(off, len, 0xffffffffffffffffull);
         }

@@ -37,7 +37,7 @@ class VirtioRngTest : public ::testing::Test {
 
     void activate() {
         SplitQueue* qs[] = {q_.ptr()};
-        auto r = dev_.activate(virtio::kFVersion1, qs, irq_);
+        auto r = dev_.activate(virtio::bit(VIRTIO_F_VERSION_1), qs, irq_);
         ASSERT_TRUE(r.has_value()) << r.error().message;
     }
 
@@ -48,7 +48,7 @@ class VirtioRngTest : public ::testing::Test {
 };
 
 TEST_F(VirtioRngTest, Basics) {
-    EXPECT_EQ(dev_.device_type(), virtio::kTypeRng);
+    EXPECT_EQ(dev_.device_type(), VIRTIO_ID_RNG);
     EXPECT_EQ(dev_.device_features(), 0u);
     EXPECT_EQ(dev_.num_queues(), 1);
     EXPECT_EQ(dev_.config_size(), 0u);

@@ -31,7 +31,7 @@ class VirtqueueTest : public ::testing::Test {
     }
     void desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags = 0, uint16_t next = 0,
               uint64_t table = kDesc) {
-        VirtqDesc d{addr, len, flags, next};
+        vring_desc d{addr, len, flags, next};
         ASSERT_TRUE(mem.write_obj(table + 16ull * i, d));
     }
     void publish(uint16_t head) {
@@ -121,10 +121,10 @@ TEST_F(VirtqueueTest, SimpleChain) {
 
 TEST_F(VirtqueueTest, MultiDescriptorChain) {
     configure(8);
-    desc(0, kData, 10, kDescFNext, 5);
-    desc(5, kData + 0x100, 20, kDescFNext, 2);
-    desc(2, kData + 0x200, 30, kDescFNext | kDescFWrite, 7);
-    desc(7, kData + 0x300, 40, kDescFWrite);
+    desc(0, kData, 10, VRING_DESC_F_NEXT, 5);
+    desc(5, kData + 0x100, 20, VRING_DESC_F_NEXT, 2);
+    desc(2, kData + 0x200, 30, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 7);
+    desc(7, kData + 0x300, 40, VRING_DESC_F_WRITE);
     publish(0);
     auto r = q.pop();
     ASSERT_TRUE(r.has_value() && r->has_value());
@@ -142,12 +142,12 @@ TEST_F(VirtqueueTest, MultiDescriptorChain) {
 
 TEST_F(VirtqueueTest, IndirectChain) {
     configure(8);
-    desc(0, kData, 8, kDescFNext, 1, kIndirect);
-    desc(1, kData + 0x100, 16, kDescFWrite | kDescFNext, 2, kIndirect);
-    desc(2, kData + 0x200, 32, kDescFWrite, 0, kIndirect);
+    desc(0, kData, 8, VRING_DESC_F_NEXT, 1, kIndirect);
+    desc(1, kData + 0x100, 16, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 2, kIndirect);
+    desc(2, kData + 0x200, 32, VRING_DESC_F_WRITE, 0, kIndirect);
     // A chained direct descriptor first, then the indirect one.
-    desc(4, kData + 0x400, 4, kDescFNext, 6);
-    desc(6, kIndirect, 3 * 16, kDescFIndirect);
+    desc(4, kData + 0x400, 4, VRING_DESC_F_NEXT, 6);
+    desc(6, kIndirect, 3 * 16, VRING_DESC_F_INDIRECT);
     publish(4);
     auto r = q.pop();
     ASSERT_TRUE(r.has_value() && r->has_value());
@@ -166,7 +166,7 @@ TEST_F(VirtqueueTest, IndexWrapAroundPast65535) {
     // 65536 and ring slots wrap every 4 entries.
     for (uint32_t i = 0; i < 70000; ++i) {
         const uint16_t head = static_cast<uint16_t>(i % 4);
-        desc(head, kData + 64 * head, 8, kDescFWrite);
+        desc(head, kData + 64 * head, 8, VRING_DESC_F_WRITE);
         publish(head);
         auto r = q.pop();
         ASSERT_TRUE(r.has_value()) << i;
@@ -202,24 +202,24 @@ TEST_F(VirtqueueTest, SeveralPendingAcrossRingEnd) {
 
 TEST_F(VirtqueueTest, LoopInNextPointersRejected) {
     configure(8);
-    desc(0, kData, 8, kDescFNext, 1);
-    desc(1, kData, 8, kDescFNext, 0);
+    desc(0, kData, 8, VRING_DESC_F_NEXT, 1);
+    desc(1, kData, 8, VRING_DESC_F_NEXT, 0);
     publish(0);
     expect_broken();
 }
 
 TEST_F(VirtqueueTest, SelfLoopRejected) {
     configure(8);
-    desc(2, kData, 8, kDescFNext | kDescFWrite, 2);
+    desc(2, kData, 8, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
     publish(2);
     expect_broken();
 }
 
 TEST_F(VirtqueueTest, LoopInIndirectTableRejected) {
     configure(8);
-    desc(0, kData, 8, kDescFNext, 1, kIndirect);
-    desc(1, kData, 8, kDescFNext, 0, kIndirect);
-    desc(0, kIndirect, 2 * 16, kDescFIndirect);
+    desc(0, kData, 8, VRING_DESC_F_NEXT, 1, kIndirect);
+    desc(1, kData, 8, VRING_DESC_F_NEXT, 0, kIndirect);
+    desc(0, kIndirect, 2 * 16, VRING_DESC_F_INDIRECT);
     publish(0);
     expect_broken();
 }
@@ -233,15 +233,15 @@ TEST_F(VirtqueueTest, HeadOutOfRangeRejected) {
 
 TEST_F(VirtqueueTest, NextOutOfRangeRejected) {
     configure(8);
-    desc(0, kData, 8, kDescFNext, 8);
+    desc(0, kData, 8, VRING_DESC_F_NEXT, 8);
     publish(0);
     expect_broken();
 }
 
 TEST_F(VirtqueueTest, IndirectNextOutOfRangeRejected) {
     configure(8);
-    desc(0, kData, 8, kDescFNext, 2, kIndirect);  // table has 2 entries
-    desc(0, kIndirect, 2 * 16, kDescFIndirect);
+    desc(0, kData, 8, VRING_DESC_F_NEXT, 2, kIndirect);  // table has 2 entries
+    desc(0, kIndirect, 2 * 16, VRING_DESC_F_INDIRECT);
     publish(0);
     expect_broken();
 }
@@ -276,14 +276,14 @@ TEST_F(VirtqueueTest, ZeroLengthBufferRejected) {
 
 TEST_F(VirtqueueTest, IndirectTableOutsideMemoryRejected) {
     configure(8);
-    desc(0, kMemBase + kMemSize - 16, 32, kDescFIndirect);
+    desc(0, kMemBase + kMemSize - 16, 32, VRING_DESC_F_INDIRECT);
     publish(0);
     expect_broken();
 }
 
 TEST_F(VirtqueueTest, IndirectTableBadLengthRejected) {
     configure(8);
-    desc(0, kIndirect, 24, kDescFIndirect);  // not a multiple of 16
+    desc(0, kIndirect, 24, VRING_DESC_F_INDIRECT);  // not a multiple of 16
     publish(0);
     expect_broken();
 }
@@ -291,8 +291,8 @@ TEST_F(VirtqueueTest, IndirectTableBadLengthRejected) {
 TEST_F(VirtqueueTest, IndirectTableLongerThanQueueRejected) {
     configure(4);
     for (uint16_t i = 0; i < 5; ++i)
-        desc(i, kData, 1, i < 4 ? kDescFNext : 0, static_cast<uint16_t>(i + 1), kIndirect);
-    desc(0, kIndirect, 5 * 16, kDescFIndirect);
+        desc(i, kData, 1, i < 4 ? VRING_DESC_F_NEXT : 0, static_cast<uint16_t>(i + 1), kIndirect);
+    desc(0, kIndirect, 5 * 16, VRING_DESC_F_INDIRECT);
     publish(0);
     expect_broken();
 }
@@ -300,11 +300,11 @@ TEST_F(VirtqueueTest, IndirectTableLongerThanQueueRejected) {
 TEST_F(VirtqueueTest, ChainLongerThanQueueRejected) {
     // 3 direct buffers + an indirect table of 2: 5 buffers in a queue of 4.
     configure(4);
-    desc(0, kData, 1, kDescFNext, 1);
-    desc(1, kData, 1, kDescFNext, 2);
-    desc(2, kData, 1, kDescFNext, 3);
-    desc(3, kIndirect, 2 * 16, kDescFIndirect);
-    desc(0, kData, 1, kDescFNext, 1, kIndirect);
+    desc(0, kData, 1, VRING_DESC_F_NEXT, 1);
+    desc(1, kData, 1, VRING_DESC_F_NEXT, 2);
+    desc(2, kData, 1, VRING_DESC_F_NEXT, 3);
+    desc(3, kIndirect, 2 * 16, VRING_DESC_F_INDIRECT);
+    desc(0, kData, 1, VRING_DESC_F_NEXT, 1, kIndirect);
     desc(1, kData, 1, 0, 0, kIndirect);
     publish(0);
     expect_broken();
@@ -312,9 +312,9 @@ TEST_F(VirtqueueTest, ChainLongerThanQueueRejected) {
 
 TEST_F(VirtqueueTest, NestedIndirectRejected) {
     configure(8);
-    desc(0, kIndirect + 0x100, 16, kDescFIndirect, 0, kIndirect);
+    desc(0, kIndirect + 0x100, 16, VRING_DESC_F_INDIRECT, 0, kIndirect);
     desc(0, kData, 8, 0, 0, kIndirect + 0x100);
-    desc(0, kIndirect, 16, kDescFIndirect);
+    desc(0, kIndirect, 16, VRING_DESC_F_INDIRECT);
     publish(0);
     expect_broken();
 }
@@ -322,7 +322,7 @@ TEST_F(VirtqueueTest, NestedIndirectRejected) {
 TEST_F(VirtqueueTest, IndirectWithNextRejected) {
     configure(8);
     desc(0, kData, 8, 0, 0, kIndirect);
-    desc(0, kIndirect, 16, kDescFIndirect | kDescFNext, 1);
+    desc(0, kIndirect, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
     desc(1, kData, 8);
     publish(0);
     expect_broken();
@@ -330,7 +330,7 @@ TEST_F(VirtqueueTest, IndirectWithNextRejected) {
 
 TEST_F(VirtqueueTest, WritableBeforeReadableRejected) {
     configure(8);
-    desc(0, kData, 8, kDescFWrite | kDescFNext, 1);
+    desc(0, kData, 8, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
     desc(1, kData + 8, 8);
     publish(0);
     expect_broken();
@@ -338,9 +338,9 @@ TEST_F(VirtqueueTest, WritableBeforeReadableRejected) {
 
 TEST_F(VirtqueueTest, WritableBeforeReadableAcrossIndirectRejected) {
     configure(8);
-    desc(0, kData, 8, kDescFWrite, 0, kIndirect);
-    desc(0, kData, 8, kDescFWrite | kDescFNext, 1);
-    desc(1, kIndirect, 16, kDescFIndirect);  // table has a readable after our writable
+    desc(0, kData, 8, VRING_DESC_F_WRITE, 0, kIndirect);
+    desc(0, kData, 8, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+    desc(1, kIndirect, 16, VRING_DESC_F_INDIRECT);  // table has a readable after our writable
     desc(0, kData + 8, 8, 0, 0, kIndirect);
     publish(0);
     expect_broken();
@@ -356,15 +356,15 @@ TEST_F(VirtqueueTest, AvailIdxJumpRejected) {
 TEST_F(VirtqueueTest, ChainByteCapEnforced) {
     configure(8);
     q.set_max_chain_bytes(100);
-    desc(0, kData, 60, kDescFNext, 1);
-    desc(1, kData, 41, kDescFWrite);
+    desc(0, kData, 60, VRING_DESC_F_NEXT, 1);
+    desc(1, kData, 41, VRING_DESC_F_WRITE);
     publish(0);
     expect_broken();
 }
 
 TEST_F(VirtqueueTest, HugeBufferOutsideMemoryRejected) {
     configure(8);
-    desc(0, kData, 0xc0000000u, kDescFNext, 1);  // outside our 1 MiB memory anyway
+    desc(0, kData, 0xc0000000u, VRING_DESC_F_NEXT, 1);  // outside our 1 MiB memory anyway
     publish(0);
     expect_broken();
 }
@@ -394,7 +394,7 @@ TEST_F(VirtqueueTest, NoInterruptFlagWithoutEventIdx) {
     EXPECT_TRUE(q.needs_interrupt());
     EXPECT_FALSE(q.needs_interrupt());  // nothing new since
 
-    ASSERT_TRUE(mem.write_obj<uint16_t>(kAvail, kAvailFNoInterrupt));
+    ASSERT_TRUE(mem.write_obj<uint16_t>(kAvail, VRING_AVAIL_F_NO_INTERRUPT));
     publish(0);
     ASSERT_TRUE(q.pop()->has_value());
     ASSERT_TRUE(q.push_used(0, 0).has_value());
@@ -464,7 +464,7 @@ TEST_F(VirtqueueTest, EmptyPopWithEventIdxPublishesAvailEvent) {
 TEST_F(VirtqueueTest, NoNotifyFlagWithoutEventIdx) {
     configure(8);
     q.set_notifications(false);
-    EXPECT_EQ(*mem.read_obj<uint16_t>(kUsed), kUsedFNoNotify);
+    EXPECT_EQ(*mem.read_obj<uint16_t>(kUsed), VRING_USED_F_NO_NOTIFY);
     q.set_notifications(true);
     EXPECT_EQ(*mem.read_obj<uint16_t>(kUsed), 0);
 }

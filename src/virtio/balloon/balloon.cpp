@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include <fmt/core.h>
@@ -12,11 +13,12 @@ namespace kvmsandbox {
 
 namespace {
 
-// struct virtio_balloon_config field offsets.
-constexpr uint32_t kNumPagesOffset = 0;
-constexpr uint32_t kActualOffset = 4;
+constexpr uint32_t kNumPagesOffset = offsetof(virtio_balloon_config, num_pages);
+constexpr uint32_t kActualOffset = offsetof(virtio_balloon_config, actual);
 // struct virtio_balloon_stat { le16 tag; le64 val; } __attribute__((packed))
-constexpr size_t kStatEntrySize = 10;
+constexpr size_t kStatEntrySize = sizeof(virtio_balloon_stat);
+static_assert(kStatEntrySize == 10 && offsetof(virtio_balloon_stat, val) == 2);
+static_assert(BalloonStats::kNumTags <= VIRTIO_BALLOON_S_NR);
 
 void put_le32(uint8_t* p, uint32_t v) {
     for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
@@ -60,7 +62,7 @@ VirtioBalloon::VirtioBalloon(const GuestMemory& mem, uint64_t ram_bytes, Release
 
 void VirtioBalloon::read_config(uint32_t offset, std::span<uint8_t> data) {
     std::lock_guard lock(mu_);
-    uint8_t cfg[8];
+    uint8_t cfg[kActualOffset + sizeof(uint32_t)];
     put_le32(cfg + kNumPagesOffset, num_pages_);
     put_le32(cfg + kActualOffset, actual_);
     for (size_t i = 0; i < data.size(); ++i)
@@ -81,7 +83,7 @@ void VirtioBalloon::write_config(uint32_t offset, std::span<const uint8_t> data)
 Result<void> VirtioBalloon::activate(uint64_t features, std::span<SplitQueue* const> queues,
                                      VirtioInterrupt& irq) {
     std::lock_guard lock(mu_);
-    const bool stats = (features & kFStatsVq) != 0;
+    const bool stats = (features & virtio::bit(VIRTIO_BALLOON_F_STATS_VQ)) != 0;
     if (queues.size() != num_queues()) return fail("virtio-balloon: wrong number of queues");
     if (!queues[kInflateQueue] || !queues[kDeflateQueue])
         return fail("virtio-balloon: needs its inflate and deflate queues");
@@ -267,9 +269,10 @@ bool VirtioBalloon::parse_stats_locked(const VirtqChain& chain) {
     BalloonStats fresh;
     fresh.updates = stats_.updates + 1;
     for (size_t at = 0; at + kStatEntrySize <= n; at += kStatEntrySize) {
-        const uint16_t tag = static_cast<uint16_t>(bytes[at] | bytes[at + 1] << 8);
-        uint64_t val = 0;
-        for (int i = 0; i < 8; ++i) val |= static_cast<uint64_t>(bytes[at + 2 + i]) << (8 * i);
+        virtio_balloon_stat st;
+        std::memcpy(&st, bytes + at, sizeof(st));
+        const uint16_t tag = st.tag;
+        const uint64_t val = st.val;
         // Tags we do not know (newer drivers send more) are skipped.
         if (tag < BalloonStats::kNumTags) fresh.values[tag] = val;
     }

@@ -18,7 +18,10 @@
 // device), and the page release function runs with it held too.
 #pragma once
 
+#include <linux/virtio_balloon.h>
+
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -31,13 +34,13 @@
 
 namespace kvmsandbox {
 
-// The guest's memory statistics (virtio_balloon_stat tags 0..9), as last
-// posted on the stats queue. A tag the driver did not send is nullopt.
+// The guest's memory statistics (virtio_balloon_stat tags VIRTIO_BALLOON_S_*
+// 0..9), as last posted on the stats queue. A tag the driver did not send is
+// nullopt.
 struct BalloonStats {
-    static constexpr uint16_t kSwapIn = 0, kSwapOut = 1, kMajorFaults = 2, kMinorFaults = 3,
-                              kFreeMemory = 4, kTotalMemory = 5, kAvailableMemory = 6, kCaches = 7,
-                              kHugetlbAllocations = 8, kHugetlbFailures = 9;
-    static constexpr uint16_t kNumTags = 10;
+    // The tags we know (and name); not VIRTIO_BALLOON_S_NR, which grows with
+    // newer headers while tag_name() and `stat` cover these ten.
+    static constexpr uint16_t kNumTags = VIRTIO_BALLOON_S_HTLB_PGFAIL + 1;
 
     std::array<std::optional<uint64_t>, kNumTags> values;
     uint64_t updates = 0;  // stats buffers parsed since the device was created
@@ -60,13 +63,12 @@ struct BalloonCounters {
 
 class VirtioBalloon : public VirtioDevice {
   public:
-    static constexpr uint64_t kFMustTellHost = 1ull << 0;  // not offered
-    static constexpr uint64_t kFStatsVq = 1ull << 1;
-    static constexpr uint64_t kFDeflateOnOom = 1ull << 2;
+    // Feature bits (VIRTIO_BALLOON_F_*; MUST_TELL_HOST is not offered), stats
+    // tags and layouts are <linux/virtio_balloon.h>'s.
     static constexpr uint16_t kInflateQueue = 0, kDeflateQueue = 1, kStatsQueue = 2;
     static constexpr uint16_t kQueueSize = 128;
     // Balloon pages are always 4 KiB, whatever the guest's page size.
-    static constexpr uint32_t kPageShift = 12;
+    static constexpr uint32_t kPageShift = VIRTIO_BALLOON_PFN_SHIFT;
     static constexpr uint64_t kPageSize = 1ull << kPageShift;
     // PFNs looked at per inflate/deflate chain; Linux sends at most 256. The
     // rest of a longer chain is ignored (and the request counted as bad).
@@ -92,15 +94,18 @@ class VirtioBalloon : public VirtioDevice {
     // heap-backed fake memory pass a recorder instead.
     VirtioBalloon(const GuestMemory& mem, uint64_t ram_bytes, ReleaseFn release = {});
 
-    uint16_t device_type() const override { return virtio::kTypeBalloon; }
+    uint16_t device_type() const override { return VIRTIO_ID_BALLOON; }
     // DEFLATE_ON_OOM is not offered (QEMU's default too): with it the guest
     // keeps its MemTotal and may take pages back at will, so the host could
     // neither see nor rely on what `balloon inflate` achieved.
-    uint64_t device_features() const override { return kFStatsVq; }
+    uint64_t device_features() const override { return virtio::bit(VIRTIO_BALLOON_F_STATS_VQ); }
     uint16_t num_queues() const override { return 3; }
     uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
-    // struct virtio_balloon_config { le32 num_pages; le32 actual; }
-    uint32_t config_size() const override { return 8; }
+    // struct virtio_balloon_config up to and including actual (no free page
+    // hinting, no page poisoning).
+    uint32_t config_size() const override {
+        return offsetof(virtio_balloon_config, actual) + sizeof(__le32);
+    }
     void read_config(uint32_t offset, std::span<uint8_t> data) override;
     void write_config(uint32_t offset, std::span<const uint8_t> data) override;
     Result<void> activate(uint64_t features, std::span<SplitQueue* const> queues,

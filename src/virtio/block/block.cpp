@@ -18,21 +18,6 @@ namespace {
 
 static_assert(VirtioBlock::kQueueSize <= IOV_MAX, "one request's buffers fit in one preadv");
 
-// struct virtio_blk_config field offsets (checked against <linux/virtio_blk.h>
-// by the unit tests).
-constexpr uint32_t kCfgCapacity = 0;
-constexpr uint32_t kCfgSegMax = 12;
-constexpr uint32_t kCfgBlkSize = 20;
-constexpr uint32_t kCfgMinIoSize = 26;
-constexpr uint32_t kCfgWce = 32;
-constexpr uint32_t kCfgNumQueues = 34;
-constexpr uint32_t kCfgMaxDiscardSectors = 36;
-constexpr uint32_t kCfgMaxDiscardSeg = 40;
-constexpr uint32_t kCfgDiscardSectorAlignment = 44;
-constexpr uint32_t kCfgMaxWriteZeroesSectors = 48;
-constexpr uint32_t kCfgMaxWriteZeroesSeg = 52;
-constexpr uint32_t kCfgWriteZeroesMayUnmap = 56;
-
 template <typename T>
 void put_le(uint8_t* p, T v) {
     for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
@@ -194,11 +179,12 @@ VirtioBlock::~VirtioBlock() {
 }
 
 uint64_t VirtioBlock::device_features() const {
-    uint64_t f = kFSegMax | kFBlkSize | kFFlush;
+    uint64_t f = virtio::bit(VIRTIO_BLK_F_SEG_MAX) | virtio::bit(VIRTIO_BLK_F_BLK_SIZE) |
+                 virtio::bit(VIRTIO_BLK_F_FLUSH);
     if (image_.read_only())
-        f |= kFRo;
+        f |= virtio::bit(VIRTIO_BLK_F_RO);
     else
-        f |= kFDiscard | kFWriteZeroes;
+        f |= virtio::bit(VIRTIO_BLK_F_DISCARD) | virtio::bit(VIRTIO_BLK_F_WRITE_ZEROES);
     return f;
 }
 
@@ -206,21 +192,25 @@ void VirtioBlock::read_config(uint32_t offset, std::span<uint8_t> data) {
     // Built whole on every read: it is small, constant for the device's
     // life, and the driver reads it a few times at probe.
     uint8_t cfg[kConfigSize] = {};
-    put_le<uint64_t>(cfg + kCfgCapacity, image_.sectors());
-    put_le<uint32_t>(cfg + kCfgSegMax, kSegMax);
-    put_le<uint32_t>(cfg + kCfgBlkSize, DiskImage::kSectorSize);
+    put_le<uint64_t>(cfg + offsetof(virtio_blk_config, capacity), image_.sectors());
+    put_le<uint32_t>(cfg + offsetof(virtio_blk_config, seg_max), kSegMax);
+    put_le<uint32_t>(cfg + offsetof(virtio_blk_config, blk_size), DiskImage::kSectorSize);
     // TOPOLOGY is not offered; the fields still hold the truth (one
     // logical block per physical block, no alignment offset).
-    put_le<uint16_t>(cfg + kCfgMinIoSize, 1);
-    cfg[kCfgWce] = 1;  // writeback: the driver must flush, and does
-    put_le<uint16_t>(cfg + kCfgNumQueues, 1);
+    put_le<uint16_t>(cfg + offsetof(virtio_blk_config, min_io_size), 1);
+    cfg[offsetof(virtio_blk_config, wce)] = 1;  // writeback: the driver must flush, and does
+    put_le<uint16_t>(cfg + offsetof(virtio_blk_config, num_queues), 1);
     if (!image_.read_only()) {
-        put_le<uint32_t>(cfg + kCfgMaxDiscardSectors, kMaxDiscardSectors);
-        put_le<uint32_t>(cfg + kCfgMaxDiscardSeg, kMaxDiscardSeg);
-        put_le<uint32_t>(cfg + kCfgDiscardSectorAlignment, kDiscardSectorAlignment);
-        put_le<uint32_t>(cfg + kCfgMaxWriteZeroesSectors, kMaxWriteZeroesSectors);
-        put_le<uint32_t>(cfg + kCfgMaxWriteZeroesSeg, kMaxWriteZeroesSeg);
-        cfg[kCfgWriteZeroesMayUnmap] = 1;
+        put_le<uint32_t>(cfg + offsetof(virtio_blk_config, max_discard_sectors),
+                         kMaxDiscardSectors);
+        put_le<uint32_t>(cfg + offsetof(virtio_blk_config, max_discard_seg), kMaxDiscardSeg);
+        put_le<uint32_t>(cfg + offsetof(virtio_blk_config, discard_sector_alignment),
+                         kDiscardSectorAlignment);
+        put_le<uint32_t>(cfg + offsetof(virtio_blk_config, max_write_zeroes_sectors),
+                         kMaxWriteZeroesSectors);
+        put_le<uint32_t>(cfg + offsetof(virtio_blk_config, max_write_zeroes_seg),
+                         kMaxWriteZeroesSeg);
+        cfg[offsetof(virtio_blk_config, write_zeroes_may_unmap)] = 1;
     }
     for (size_t i = 0; i < data.size(); ++i)
         data[i] = offset + i < kConfigSize ? cfg[offset + i] : 0;
@@ -307,34 +297,36 @@ void VirtioBlock::serve(VirtqChain chain, uint64_t generation, uint64_t features
 
 VirtioBlock::Outcome VirtioBlock::ioerr() {
     errors_.fetch_add(1, std::memory_order_relaxed);
-    return {kSIoErr, 0};
+    return {VIRTIO_BLK_S_IOERR, 0};
 }
 
 VirtioBlock::Outcome VirtioBlock::handle(const VirtqChain& chain, uint64_t features) {
     uint8_t hdr[kHeaderSize];
     if (!gather(chain.readable, 0, hdr, sizeof(hdr))) return ioerr();
-    const uint32_t type = get_le<uint32_t>(hdr);
-    const uint64_t sector = get_le<uint64_t>(hdr + 8);
+    const uint32_t type = get_le<uint32_t>(hdr + offsetof(virtio_blk_outhdr, type));
+    const uint64_t sector = get_le<uint64_t>(hdr + offsetof(virtio_blk_outhdr, sector));
     switch (type) {
-        case kTIn:
+        case VIRTIO_BLK_T_IN:
             return do_read(chain, sector);
-        case kTOut:
+        case VIRTIO_BLK_T_OUT:
             return do_write(chain, sector);
-        case kTFlush:
+        case VIRTIO_BLK_T_FLUSH:
             return do_flush(chain);
-        case kTGetId:
+        case VIRTIO_BLK_T_GET_ID:
             return do_get_id(chain);
-        case kTDiscard:
-        case kTWriteZeroes: {
-            const uint64_t feature = type == kTDiscard ? kFDiscard : kFWriteZeroes;
+        case VIRTIO_BLK_T_DISCARD:
+        case VIRTIO_BLK_T_WRITE_ZEROES: {
+            const uint64_t feature = type == VIRTIO_BLK_T_DISCARD
+                                         ? virtio::bit(VIRTIO_BLK_F_DISCARD)
+                                         : virtio::bit(VIRTIO_BLK_F_WRITE_ZEROES);
             if (!(features & feature) || image_.read_only()) break;
-            return do_ranges(chain, type == kTDiscard);
+            return do_ranges(chain, type == VIRTIO_BLK_T_DISCARD);
         }
         default:
             break;
     }
     unsupported_.fetch_add(1, std::memory_order_relaxed);
-    return {kSUnsupp, 0};
+    return {VIRTIO_BLK_S_UNSUPP, 0};
 }
 
 VirtioBlock::Outcome VirtioBlock::do_read(const VirtqChain& chain, uint64_t sector) {
@@ -347,7 +339,7 @@ VirtioBlock::Outcome VirtioBlock::do_read(const VirtqChain& chain, uint64_t sect
         return ioerr();
     reads_.fetch_add(1, std::memory_order_relaxed);
     read_bytes_.fetch_add(len, std::memory_order_relaxed);
-    return {kSOk, static_cast<uint32_t>(len)};
+    return {VIRTIO_BLK_S_OK, static_cast<uint32_t>(len)};
 }
 
 VirtioBlock::Outcome VirtioBlock::do_write(const VirtqChain& chain, uint64_t sector) {
@@ -360,7 +352,7 @@ VirtioBlock::Outcome VirtioBlock::do_write(const VirtqChain& chain, uint64_t sec
         return ioerr();
     writes_.fetch_add(1, std::memory_order_relaxed);
     write_bytes_.fetch_add(len, std::memory_order_relaxed);
-    return {kSOk, 0};
+    return {VIRTIO_BLK_S_OK, 0};
 }
 
 VirtioBlock::Outcome VirtioBlock::do_flush(const VirtqChain& chain) {
@@ -374,7 +366,7 @@ VirtioBlock::Outcome VirtioBlock::do_flush(const VirtqChain& chain) {
         if (r != 0) return ioerr();
     }
     flushes_.fetch_add(1, std::memory_order_relaxed);
-    return {kSOk, 0};
+    return {VIRTIO_BLK_S_OK, 0};
 }
 
 VirtioBlock::Outcome VirtioBlock::do_get_id(const VirtqChain& chain) {
@@ -389,7 +381,7 @@ VirtioBlock::Outcome VirtioBlock::do_get_id(const VirtqChain& chain) {
         std::memcpy(v.iov_base, id + at, v.iov_len);
         at += v.iov_len;
     }
-    return {kSOk, static_cast<uint32_t>(n)};
+    return {VIRTIO_BLK_S_OK, static_cast<uint32_t>(n)};
 }
 
 VirtioBlock::Outcome VirtioBlock::do_ranges(const VirtqChain& chain, bool discard) {
@@ -412,16 +404,19 @@ VirtioBlock::Outcome VirtioBlock::do_ranges(const VirtqChain& chain, bool discar
     // changes nothing.
     for (size_t i = 0; i < count; ++i) {
         const uint8_t* p = raw.data() + i * kRangeSize;
-        const uint64_t sector = get_le<uint64_t>(p);
-        const uint32_t sectors = get_le<uint32_t>(p + 8);
-        const uint32_t flags = get_le<uint32_t>(p + 12);
+        const uint64_t sector =
+            get_le<uint64_t>(p + offsetof(virtio_blk_discard_write_zeroes, sector));
+        const uint32_t sectors =
+            get_le<uint32_t>(p + offsetof(virtio_blk_discard_write_zeroes, num_sectors));
+        const uint32_t flags =
+            get_le<uint32_t>(p + offsetof(virtio_blk_discard_write_zeroes, flags));
         // Spec: unknown flags, and UNMAP on a discard, are UNSUPP.
-        if ((flags & ~kFlagUnmap) != 0 || (discard && flags != 0)) {
+        if ((flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) != 0 || (discard && flags != 0)) {
             unsupported_.fetch_add(1, std::memory_order_relaxed);
-            return {kSUnsupp, 0};
+            return {VIRTIO_BLK_S_UNSUPP, 0};
         }
         if (sectors > max_sectors || !in_range(sector, sectors, image_.sectors())) return ioerr();
-        ranges[i] = {sector, sectors, (flags & kFlagUnmap) != 0};
+        ranges[i] = {sector, sectors, (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) != 0};
     }
     for (size_t i = 0; i < count; ++i) {
         const uint64_t off = ranges[i].sector << DiskImage::kSectorShift;
@@ -437,7 +432,7 @@ VirtioBlock::Outcome VirtioBlock::do_ranges(const VirtqChain& chain, bool discar
         }
     }
     (discard ? discards_ : write_zeroes_).fetch_add(1, std::memory_order_relaxed);
-    return {kSOk, 0};
+    return {VIRTIO_BLK_S_OK, 0};
 }
 
 VirtioDevice::Counters VirtioBlock::counters() const {

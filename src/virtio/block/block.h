@@ -20,8 +20,11 @@
 // the cache is always writeback and FLUSH is always honoured.
 #pragma once
 
+#include <linux/virtio_blk.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -34,29 +37,10 @@ namespace kvmsandbox {
 
 class VirtioBlock : public VirtioDevice {
   public:
-    // Feature bits (VIRTIO_BLK_F_*).
-    static constexpr uint64_t kFSizeMax = 1ull << 1;  // not offered
-    static constexpr uint64_t kFSegMax = 1ull << 2;
-    static constexpr uint64_t kFRo = 1ull << 5;
-    static constexpr uint64_t kFBlkSize = 1ull << 6;
-    static constexpr uint64_t kFFlush = 1ull << 9;
-    static constexpr uint64_t kFDiscard = 1ull << 13;
-    static constexpr uint64_t kFWriteZeroes = 1ull << 14;
-
-    // Request types and status values.
-    static constexpr uint32_t kTIn = 0;
-    static constexpr uint32_t kTOut = 1;
-    static constexpr uint32_t kTFlush = 4;
-    static constexpr uint32_t kTGetId = 8;
-    static constexpr uint32_t kTDiscard = 11;
-    static constexpr uint32_t kTWriteZeroes = 13;
-    static constexpr uint8_t kSOk = 0;
-    static constexpr uint8_t kSIoErr = 1;
-    static constexpr uint8_t kSUnsupp = 2;
-    static constexpr uint32_t kFlagUnmap = 1;  // virtio_blk_discard_write_zeroes.flags
-
-    static constexpr uint32_t kHeaderSize = 16;  // struct virtio_blk_outhdr
-    static constexpr uint32_t kRangeSize = 16;   // struct virtio_blk_discard_write_zeroes
+    // Feature bits, request types and status values are <linux/virtio_blk.h>'s
+    // (VIRTIO_BLK_F_*, VIRTIO_BLK_T_*, VIRTIO_BLK_S_*); so are the layouts.
+    static constexpr uint32_t kHeaderSize = sizeof(virtio_blk_outhdr);
+    static constexpr uint32_t kRangeSize = sizeof(virtio_blk_discard_write_zeroes);
 
     static constexpr uint16_t kQueueSize = 256;
     // Data buffers per request: the chain also holds the header and the
@@ -73,7 +57,7 @@ class VirtioBlock : public VirtioDevice {
     static constexpr uint32_t kDiscardSectorAlignment = 8;
     // struct virtio_blk_config up to and including unused1[3] (secure erase
     // is not offered).
-    static constexpr uint32_t kConfigSize = 60;
+    static constexpr uint32_t kConfigSize = offsetof(virtio_blk_config, max_secure_erase_sectors);
 
     // `label` names the device in `stat` ("blk:" + label); `serial` is what
     // GET_ID returns (at most 20 bytes are used), the image's
@@ -82,7 +66,7 @@ class VirtioBlock : public VirtioDevice {
     VirtioBlock(DiskImage image, std::string label, WorkerPool& pool, std::string serial = {});
     ~VirtioBlock() override;
 
-    uint16_t device_type() const override { return virtio::kTypeBlock; }
+    uint16_t device_type() const override { return VIRTIO_ID_BLOCK; }
     uint64_t device_features() const override;
     uint16_t num_queues() const override { return 1; }
     uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
@@ -103,7 +87,7 @@ class VirtioBlock : public VirtioDevice {
 
   private:
     struct Outcome {
-        uint8_t status = kSIoErr;
+        uint8_t status = VIRTIO_BLK_S_IOERR;
         uint32_t written = 0;  // data bytes stored in the writable buffers
     };
 

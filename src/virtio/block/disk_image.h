@@ -17,6 +17,9 @@
 // caller can warn. An image smaller than one sector is refused.
 #pragma once
 
+#include <linux/virtio_blk.h>
+
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -27,10 +30,12 @@ namespace kvmsandbox {
 
 class DiskImage {
   public:
+    // virtio-blk's fixed 512-byte sector (virtio 1.x 5.2.6); the uapi
+    // header has no constant for it.
     static constexpr uint64_t kSectorSize = 512;
     static constexpr uint32_t kSectorShift = 9;
-    // GET_ID's serial is at most this long (VIRTIO_BLK_ID_BYTES).
-    static constexpr size_t kSerialLen = 20;
+    // GET_ID's serial is at most this long.
+    static constexpr size_t kSerialLen = VIRTIO_BLK_ID_BYTES;
 
     // Opens `path` read-write (or read-only), with O_CLOEXEC, and locks it.
     // Errors are one line starting with "disk PATH: ".

@@ -7,18 +7,12 @@ namespace kvmsandbox {
 
 namespace {
 
-// struct virtio_console_control: le32 id, le16 event, le16 value.
-constexpr size_t kControlSize = 8;
+// Control messages are struct virtio_console_control (le32 id, le16 event,
+// le16 value; the host is little-endian), optionally followed by a name.
+constexpr size_t kControlSize = sizeof(virtio_console_control);
+static_assert(kControlSize == 8);
 // Longest port name we announce; names are ours, this only bounds the message.
 constexpr size_t kMaxNameLen = 64;
-
-void put_le16(uint8_t* p, uint16_t v) {
-    p[0] = static_cast<uint8_t>(v);
-    p[1] = static_cast<uint8_t>(v >> 8);
-}
-void put_le32(uint8_t* p, uint32_t v) {
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
 
 // Copies up to `n` bytes from the start of a chain's readable buffers.
 size_t gather(const std::vector<std::span<uint8_t>>& bufs, uint8_t* out, size_t n) {
@@ -48,8 +42,10 @@ uint16_t VirtioConsole::num_queues() const {
 }
 
 void VirtioConsole::read_config(uint32_t offset, std::span<uint8_t> data) {
-    uint8_t cfg[12] = {};
-    put_le32(cfg + 4, static_cast<uint32_t>(ports_.size()));  // max_nr_ports
+    virtio_console_config c{};
+    c.max_nr_ports = static_cast<uint32_t>(ports_.size());
+    uint8_t cfg[sizeof(c)];
+    std::memcpy(cfg, &c, sizeof(c));
     for (size_t i = 0; i < data.size(); ++i)
         data[i] = offset + i < sizeof(cfg) ? cfg[offset + i] : 0;
 }
@@ -57,7 +53,7 @@ void VirtioConsole::read_config(uint32_t offset, std::span<uint8_t> data) {
 Result<void> VirtioConsole::activate(uint64_t features, std::span<SplitQueue* const> queues,
                                      VirtioInterrupt& irq) {
     std::lock_guard lock(mu_);
-    if (!(features & kFMultiport))
+    if (!(features & virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT)))
         return fail("virtio-console: the driver did not accept MULTIPORT");
     if (queues.size() != num_queues()) return fail("virtio-console: wrong number of queues");
     queues_.assign(queues.begin(), queues.end());
@@ -106,9 +102,8 @@ void VirtioConsole::interrupt_locked(uint16_t q) {
 void VirtioConsole::send_control_locked(uint32_t id, uint16_t event, uint16_t value,
                                         std::string_view extra) {
     std::vector<uint8_t> msg(kControlSize + extra.size());
-    put_le32(msg.data(), id);
-    put_le16(msg.data() + 4, event);
-    put_le16(msg.data() + 6, value);
+    const virtio_console_control c{id, event, value};
+    std::memcpy(msg.data(), &c, sizeof(c));
     if (!extra.empty()) std::memcpy(msg.data() + kControlSize, extra.data(), extra.size());
     control_out_.push_back(std::move(msg));
     flush_control_locked();
@@ -176,25 +171,27 @@ void VirtioConsole::handle_control_tx_locked() {
 }
 
 void VirtioConsole::handle_control_message_locked(const uint8_t* msg) {
-    uint32_t id = static_cast<uint32_t>(msg[0]) | static_cast<uint32_t>(msg[1]) << 8 |
-                  static_cast<uint32_t>(msg[2]) << 16 | static_cast<uint32_t>(msg[3]) << 24;
-    uint16_t event = static_cast<uint16_t>(msg[4] | msg[5] << 8);
-    uint16_t value = static_cast<uint16_t>(msg[6] | msg[7] << 8);
+    virtio_console_control c;
+    std::memcpy(&c, msg, sizeof(c));
+    const uint32_t id = c.id;
+    const uint16_t event = c.event;
+    const uint16_t value = c.value;
     switch (event) {
-        case kDeviceReady:
+        case VIRTIO_CONSOLE_DEVICE_READY:
             if (value != 1) break;
-            for (uint32_t p = 0; p < ports_.size(); ++p) send_control_locked(p, kDeviceAdd, 1);
+            for (uint32_t p = 0; p < ports_.size(); ++p)
+                send_control_locked(p, VIRTIO_CONSOLE_PORT_ADD, 1);
             break;
-        case kPortReady: {
+        case VIRTIO_CONSOLE_PORT_READY: {
             if (id >= ports_.size() || value != 1) break;
             Port& port = ports_[id];
             port.ready = true;
-            send_control_locked(id, kPortName, 0, port.spec.name);
-            send_control_locked(id, kPortOpen, port.host_open ? 1 : 0);
+            send_control_locked(id, VIRTIO_CONSOLE_PORT_NAME, 0, port.spec.name);
+            send_control_locked(id, VIRTIO_CONSOLE_PORT_OPEN, port.host_open ? 1 : 0);
             port.announced = true;
             break;
         }
-        case kPortOpen: {
+        case VIRTIO_CONSOLE_PORT_OPEN: {
             if (id >= ports_.size()) break;
             Port& port = ports_[id];
             const bool open = value != 0;
@@ -315,7 +312,7 @@ void VirtioConsole::set_host_open(uint32_t port, bool open) {
     if (p.host_open == open && p.announced) return;
     p.host_open = open;
     if (p.ready) {
-        send_control_locked(port, kPortOpen, open ? 1 : 0);
+        send_control_locked(port, VIRTIO_CONSOLE_PORT_OPEN, open ? 1 : 0);
         p.announced = true;
     }
 }

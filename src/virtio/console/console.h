@@ -8,6 +8,7 @@
 // after the lock is released, see notify_backends_).
 #pragma once
 
+#include <linux/virtio_console.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -51,25 +52,22 @@ struct ConsolePortSpec {
     ConsolePortBackend* backend = nullptr;  // not owned; may be null (output dropped)
 };
 
+// Feature bits (VIRTIO_CONSOLE_F_*), control events (VIRTIO_CONSOLE_PORT_*
+// and friends) and the layouts of the config space and the control messages
+// are <linux/virtio_console.h>'s.
 class VirtioConsole : public VirtioDevice {
   public:
-    static constexpr uint64_t kFSize = 1ull << 0;
-    static constexpr uint64_t kFMultiport = 1ull << 1;
     static constexpr uint16_t kQueueSize = 256;
     static constexpr uint32_t kMaxPorts = 16;
 
-    // Control events (virtio 1.x 5.3.6.2).
-    static constexpr uint16_t kDeviceReady = 0, kDeviceAdd = 1, kDeviceRemove = 2, kPortReady = 3,
-                              kConsolePort = 4, kResize = 5, kPortOpen = 6, kPortName = 7;
-
     explicit VirtioConsole(std::vector<ConsolePortSpec> ports);
 
-    uint16_t device_type() const override { return virtio::kTypeConsole; }
-    uint64_t device_features() const override { return kFMultiport; }
+    uint16_t device_type() const override { return VIRTIO_ID_CONSOLE; }
+    uint64_t device_features() const override { return virtio::bit(VIRTIO_CONSOLE_F_MULTIPORT); }
     uint16_t num_queues() const override;
     uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
     uint32_t pci_class() const override { return 0x078000; }  // simple communication controller
-    uint32_t config_size() const override { return 12; }
+    uint32_t config_size() const override { return sizeof(virtio_console_config); }
     void read_config(uint32_t offset, std::span<uint8_t> data) override;
     void write_config(uint32_t, std::span<const uint8_t>) override {}
     Result<void> activate(uint64_t features, std::span<SplitQueue* const> queues,

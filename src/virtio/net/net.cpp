@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <system_error>
 
@@ -16,13 +17,15 @@ namespace kvmsandbox {
 
 namespace {
 
-// struct virtio_net_hdr_v1 field offsets.
-constexpr size_t kHdrFlags = 0;
-constexpr size_t kHdrGsoType = 1;
-constexpr size_t kHdrGsoSize = 4;
-constexpr size_t kHdrCsumStart = 6;
-constexpr size_t kHdrCsumOffset = 8;
-constexpr size_t kHdrNumBuffers = 10;
+// struct virtio_net_hdr_v1 field offsets: the header is parsed from a copy
+// in our own buffer, byte by byte, at any alignment.
+constexpr size_t kHdrFlags = offsetof(virtio_net_hdr_v1, flags);
+constexpr size_t kHdrGsoType = offsetof(virtio_net_hdr_v1, gso_type);
+constexpr size_t kHdrGsoSize = offsetof(virtio_net_hdr_v1, gso_size);
+constexpr size_t kHdrCsumStart = offsetof(virtio_net_hdr_v1, csum_start);
+constexpr size_t kHdrCsumOffset = offsetof(virtio_net_hdr_v1, csum_offset);
+constexpr size_t kHdrNumBuffers = offsetof(virtio_net_hdr_v1, num_buffers);
+static_assert(net::kVnetHdrSize == 12 && kHdrNumBuffers == 10);
 
 constexpr size_t kBufSize = net::kVnetHdrSize + net::kMaxFrameSize;
 
@@ -92,23 +95,27 @@ void VirtioNet::wake() {
 }
 
 uint64_t VirtioNet::device_features() const {
-    uint64_t f = kFMac | kFStatus | kFMrgRxbuf | kFCsum | kFGuestCsum;
-    if (backend_->mtu()) f |= kFMtu;
+    uint64_t f = virtio::bit(VIRTIO_NET_F_MAC) | virtio::bit(VIRTIO_NET_F_STATUS) |
+                 virtio::bit(VIRTIO_NET_F_MRG_RXBUF) | virtio::bit(VIRTIO_NET_F_CSUM) |
+                 virtio::bit(VIRTIO_NET_F_GUEST_CSUM);
+    if (backend_->mtu()) f |= virtio::bit(VIRTIO_NET_F_MTU);
     // TSO needs the header to reach the backend (and a GSO frame to come
     // back): only a vnet-header backend can take or produce one.
     if (vnet_hdr_)
-        f |= kFHostTso4 | kFHostTso6 | kFHostEcn | kFGuestTso4 | kFGuestTso6 | kFGuestEcn;
+        f |= virtio::bit(VIRTIO_NET_F_HOST_TSO4) | virtio::bit(VIRTIO_NET_F_HOST_TSO6) |
+             virtio::bit(VIRTIO_NET_F_HOST_ECN) | virtio::bit(VIRTIO_NET_F_GUEST_TSO4) |
+             virtio::bit(VIRTIO_NET_F_GUEST_TSO6) | virtio::bit(VIRTIO_NET_F_GUEST_ECN);
     return f;
 }
 
 void VirtioNet::read_config(uint32_t offset, std::span<uint8_t> data) {
-    // struct virtio_net_config { u8 mac[6]; le16 status; le16
-    // max_virtqueue_pairs; le16 mtu; }
-    uint8_t cfg[kConfigSize] = {};
-    std::copy(mac_.begin(), mac_.end(), cfg);
-    put_le16(cfg + 6, kStatusLinkUp);
-    put_le16(cfg + 8, 1);
-    put_le16(cfg + 10, backend_->mtu().value_or(0));
+    virtio_net_config c{};
+    std::copy(mac_.begin(), mac_.end(), c.mac);
+    c.status = VIRTIO_NET_S_LINK_UP;
+    c.max_virtqueue_pairs = 1;
+    c.mtu = backend_->mtu().value_or(0);
+    uint8_t cfg[kConfigSize];
+    std::memcpy(cfg, &c, sizeof(cfg));
     for (size_t i = 0; i < data.size(); ++i)
         data[i] = offset + i < sizeof(cfg) ? cfg[offset + i] : 0;
 }
@@ -122,10 +129,10 @@ Result<void> VirtioNet::activate(uint64_t features, std::span<SplitQueue* const>
     // send: partial checksums and TSO only as far as the driver takes them
     // (TSO without partial checksums does not exist).
     net::GuestOffloads off;
-    off.csum = (features & kFGuestCsum) != 0;
-    off.tso4 = off.csum && (features & kFGuestTso4);
-    off.tso6 = off.csum && (features & kFGuestTso6);
-    off.ecn = (off.tso4 || off.tso6) && (features & kFGuestEcn);
+    off.csum = (features & virtio::bit(VIRTIO_NET_F_GUEST_CSUM)) != 0;
+    off.tso4 = off.csum && (features & virtio::bit(VIRTIO_NET_F_GUEST_TSO4));
+    off.tso6 = off.csum && (features & virtio::bit(VIRTIO_NET_F_GUEST_TSO6));
+    off.ecn = (off.tso4 || off.tso6) && (features & virtio::bit(VIRTIO_NET_F_GUEST_ECN));
     if (auto r = backend_->set_offloads(off); !r) return failf("virtio-net: {}", r.error().message);
     queues_[kRxQueue] = queues[kRxQueue];
     queues_[kTxQueue] = queues[kTxQueue];
@@ -230,26 +237,31 @@ bool VirtioNet::transmit_locked(const VirtqChain& chain) {
     const uint8_t flags = hdr[kHdrFlags];
     const uint8_t gso = hdr[kHdrGsoType];
     // DATA_VALID and RSC_INFO are the device's to set, never the driver's.
-    if (flags & ~kHdrFNeedsCsum) return drop();
-    if (flags & kHdrFNeedsCsum) {
+    if (flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) return drop();
+    if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
         const size_t start = get_le16(hdr + kHdrCsumStart);
         const size_t off = get_le16(hdr + kHdrCsumOffset);
-        if (!(features_ & kFCsum) || start + off + 2 > frame_len) return drop();
+        if (!(features_ & virtio::bit(VIRTIO_NET_F_CSUM)) || start + off + 2 > frame_len)
+            return drop();
     }
-    if (gso != kGsoNone) {
-        const uint8_t type = gso & ~kGsoEcn;
-        const bool ok_type = (type == kGsoTcpv4 && (features_ & kFHostTso4)) ||
-                             (type == kGsoTcpv6 && (features_ & kFHostTso6));
-        const bool ok_ecn = !(gso & kGsoEcn) || (features_ & kFHostEcn);
+    if (gso != VIRTIO_NET_HDR_GSO_NONE) {
+        const uint8_t type = gso & ~VIRTIO_NET_HDR_GSO_ECN;
+        const bool ok_type =
+            (type == VIRTIO_NET_HDR_GSO_TCPV4 &&
+             (features_ & virtio::bit(VIRTIO_NET_F_HOST_TSO4))) ||
+            (type == VIRTIO_NET_HDR_GSO_TCPV6 && (features_ & virtio::bit(VIRTIO_NET_F_HOST_TSO6)));
+        const bool ok_ecn =
+            !(gso & VIRTIO_NET_HDR_GSO_ECN) || (features_ & virtio::bit(VIRTIO_NET_F_HOST_ECN));
         // A GSO frame is always a partial-checksum one, with a segment size.
-        if (!ok_type || !ok_ecn || !(flags & kHdrFNeedsCsum) || get_le16(hdr + kHdrGsoSize) == 0)
+        if (!ok_type || !ok_ecn || !(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ||
+            get_le16(hdr + kHdrGsoSize) == 0)
             return drop();
     }
 
     std::span<uint8_t> out(tx_buf_.data(), len);
     if (!vnet_hdr_) {
         out = out.subspan(net::kVnetHdrSize);
-        if (flags & kHdrFNeedsCsum)
+        if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
             complete_checksum(out, get_le16(hdr + kHdrCsumStart), get_le16(hdr + kHdrCsumOffset));
     } else {
         // Not the backend's business (and meaningless on transmit).
@@ -325,17 +337,21 @@ size_t VirtioNet::fetch_frame_locked() {
             // The host kernel fills the header, but only for the offloads
             // that were in force when it queued the frame: one from before
             // a renegotiation may use an offload the driver now lacks.
-            const uint8_t gso = hdr[kHdrGsoType] & ~kGsoEcn;
-            const bool csum_ok = !(hdr[kHdrFlags] & kHdrFNeedsCsum) || (features_ & kFGuestCsum);
-            const bool gso_ok = gso == kGsoNone ||
-                                (gso == kGsoTcpv4 && (features_ & kFGuestTso4)) ||
-                                (gso == kGsoTcpv6 && (features_ & kFGuestTso6));
-            const bool ecn_ok = !(hdr[kHdrGsoType] & kGsoEcn) || (features_ & kFGuestEcn);
+            const uint8_t gso = hdr[kHdrGsoType] & ~VIRTIO_NET_HDR_GSO_ECN;
+            const bool csum_ok = !(hdr[kHdrFlags] & VIRTIO_NET_HDR_F_NEEDS_CSUM) ||
+                                 (features_ & virtio::bit(VIRTIO_NET_F_GUEST_CSUM));
+            const bool gso_ok = gso == VIRTIO_NET_HDR_GSO_NONE ||
+                                (gso == VIRTIO_NET_HDR_GSO_TCPV4 &&
+                                 (features_ & virtio::bit(VIRTIO_NET_F_GUEST_TSO4))) ||
+                                (gso == VIRTIO_NET_HDR_GSO_TCPV6 &&
+                                 (features_ & virtio::bit(VIRTIO_NET_F_GUEST_TSO6)));
+            const bool ecn_ok = !(hdr[kHdrGsoType] & VIRTIO_NET_HDR_GSO_ECN) ||
+                                (features_ & virtio::bit(VIRTIO_NET_F_GUEST_ECN));
             if (!csum_ok || !gso_ok || !ecn_ok) {
                 rx_dropped_.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            if (!(features_ & kFGuestCsum)) hdr[kHdrFlags] = 0;
+            if (!(features_ & virtio::bit(VIRTIO_NET_F_GUEST_CSUM))) hdr[kHdrFlags] = 0;
         } else {
             n = backend_->recv(std::span<uint8_t>(rx_buf_).subspan(net::kVnetHdrSize));
             if (n == 0) return 0;
@@ -345,7 +361,8 @@ size_t VirtioNet::fetch_frame_locked() {
             }
             std::memset(hdr, 0, net::kVnetHdrSize);
             // The backend's frames carry correct checksums.
-            if (features_ & kFGuestCsum) hdr[kHdrFlags] = kHdrFDataValid;
+            if (features_ & virtio::bit(VIRTIO_NET_F_GUEST_CSUM))
+                hdr[kHdrFlags] = VIRTIO_NET_HDR_F_DATA_VALID;
             n += net::kVnetHdrSize;
         }
         return n;
@@ -355,7 +372,7 @@ size_t VirtioNet::fetch_frame_locked() {
 void VirtioNet::process_rx_locked() {
     SplitQueue* vq = queue_locked(kRxQueue);
     if (!vq) return;
-    const bool mergeable = (features_ & kFMrgRxbuf) != 0;
+    const bool mergeable = (features_ & virtio::bit(VIRTIO_NET_F_MRG_RXBUF)) != 0;
     bool pushed = false;
     auto finish = [&] {
         if (pushed && irq_ && vq->needs_interrupt()) irq_->signal_queue(kRxQueue);

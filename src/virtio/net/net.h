@@ -30,6 +30,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -47,37 +48,12 @@ namespace kvmsandbox {
 
 class VirtioNet : public VirtioDevice {
   public:
-    // Feature bits (virtio 1.x 5.1.3).
-    static constexpr uint64_t kFCsum = 1ull << 0;
-    static constexpr uint64_t kFGuestCsum = 1ull << 1;
-    static constexpr uint64_t kFMtu = 1ull << 3;
-    static constexpr uint64_t kFMac = 1ull << 5;
-    static constexpr uint64_t kFGuestTso4 = 1ull << 7;
-    static constexpr uint64_t kFGuestTso6 = 1ull << 8;
-    static constexpr uint64_t kFGuestEcn = 1ull << 9;
-    static constexpr uint64_t kFGuestUfo = 1ull << 10;
-    static constexpr uint64_t kFHostTso4 = 1ull << 11;
-    static constexpr uint64_t kFHostTso6 = 1ull << 12;
-    static constexpr uint64_t kFHostEcn = 1ull << 13;
-    static constexpr uint64_t kFHostUfo = 1ull << 14;
-    static constexpr uint64_t kFMrgRxbuf = 1ull << 15;
-    static constexpr uint64_t kFStatus = 1ull << 16;
-    static constexpr uint64_t kFCtrlVq = 1ull << 17;
-
-    // virtio_net_hdr flags and gso_type values.
-    static constexpr uint8_t kHdrFNeedsCsum = 1;
-    static constexpr uint8_t kHdrFDataValid = 2;
-    static constexpr uint8_t kGsoNone = 0;
-    static constexpr uint8_t kGsoTcpv4 = 1;
-    static constexpr uint8_t kGsoUdp = 3;
-    static constexpr uint8_t kGsoTcpv6 = 4;
-    static constexpr uint8_t kGsoEcn = 0x80;
-
-    static constexpr uint16_t kStatusLinkUp = 1;
+    // Feature bits (VIRTIO_NET_F_*), header flags and GSO types
+    // (VIRTIO_NET_HDR_*), status bits and layouts are <linux/virtio_net.h>'s.
     static constexpr uint16_t kRxQueue = 0, kTxQueue = 1;
     static constexpr uint16_t kQueueSize = 256;
     // struct virtio_net_config up to and including mtu.
-    static constexpr uint32_t kConfigSize = 12;
+    static constexpr uint32_t kConfigSize = offsetof(virtio_net_config, mtu) + sizeof(__virtio16);
 
     using Mac = std::array<uint8_t, 6>;
 
@@ -93,7 +69,7 @@ class VirtioNet : public VirtioDevice {
     VirtioNet(const VirtioNet&) = delete;
     VirtioNet& operator=(const VirtioNet&) = delete;
 
-    uint16_t device_type() const override { return virtio::kTypeNet; }
+    uint16_t device_type() const override { return VIRTIO_ID_NET; }
     uint64_t device_features() const override;
     uint16_t num_queues() const override { return 2; }
     uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }

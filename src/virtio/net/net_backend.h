@@ -19,18 +19,19 @@
 #include <span>
 #include <string>
 
+#include "virtio/net/virtio_net_uapi.h"
 #include "virtio/transport/virtio_device.h"
 
 namespace kvmsandbox {
 
 namespace net {
 // struct virtio_net_hdr_v1 (VIRTIO_F_VERSION_1: num_buffers always present).
-inline constexpr size_t kVnetHdrSize = 12;
+inline constexpr size_t kVnetHdrSize = sizeof(virtio_net_hdr_v1);
 // The largest Ethernet frame either way (a 64 KiB GSO frame and its
 // headers), not counting the virtio-net header.
 inline constexpr size_t kMaxFrameSize = 65550;
 // The smallest frame worth handing on: an Ethernet header.
-inline constexpr size_t kEthHeaderSize = 14;
+inline constexpr size_t kEthHeaderSize = ETH_HLEN;
 
 // Offloads the guest negotiated, as the backend needs to know them: what it
 // may send towards the guest in a vnet header.

@@ -10,6 +10,8 @@
 // Linux never does this, so a driver that does is confused and better told.
 #pragma once
 
+#include <linux/virtio_rng.h>
+
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -26,7 +28,7 @@ class VirtioRng : public VirtioDevice {
 
     VirtioRng() = default;
 
-    uint16_t device_type() const override { return virtio::kTypeRng; }
+    uint16_t device_type() const override { return VIRTIO_ID_RNG; }
     uint64_t device_features() const override { return 0; }
     uint16_t num_queues() const override { return 1; }
     uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }

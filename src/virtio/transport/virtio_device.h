@@ -5,6 +5,9 @@
 // fake guest memory and a scripted driver.
 #pragma once
 
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -16,30 +19,20 @@
 
 namespace kvmsandbox {
 
+// Device types, feature bits and status bits are Linux's: VIRTIO_ID_*
+// (<linux/virtio_ids.h>), VIRTIO_F_* / VIRTIO_CONFIG_S_* (<linux/virtio_config.h>),
+// VIRTIO_RING_F_* (<linux/virtio_ring.h>, via virtqueue.h).
 namespace virtio {
-// Device types (virtio 1.x section 5).
-inline constexpr uint16_t kTypeNet = 1;
-inline constexpr uint16_t kTypeBlock = 2;
-inline constexpr uint16_t kTypeConsole = 3;
-inline constexpr uint16_t kTypeRng = 4;
-inline constexpr uint16_t kTypeBalloon = 5;
-inline constexpr uint16_t kType9p = 9;
-inline constexpr uint16_t kTypeVsock = 19;
+// The mask of feature bit `n`: the headers give bit numbers, the transport
+// and the devices work on 64-bit feature masks.
+inline constexpr uint64_t bit(unsigned n) {
+    return uint64_t{1} << n;
+}
 
-// Transport/ring feature bits.
-inline constexpr uint64_t kFIndirectDesc = 1ull << 28;
-inline constexpr uint64_t kFEventIdx = 1ull << 29;
-inline constexpr uint64_t kFVersion1 = 1ull << 32;
-
-// Device status bits.
-inline constexpr uint8_t kStatusAcknowledge = 1;
-inline constexpr uint8_t kStatusDriver = 2;
-inline constexpr uint8_t kStatusDriverOk = 4;
-inline constexpr uint8_t kStatusFeaturesOk = 8;
-inline constexpr uint8_t kStatusNeedsReset = 0x40;
-inline constexpr uint8_t kStatusFailed = 0x80;
-
-inline constexpr uint16_t kNoVector = 0xffff;
+// Kept for src/virtio/9p and tests/unit/virtio_p9_test.cpp (another owner)
+// until they use VIRTIO_ID_9P and bit(VIRTIO_F_VERSION_1).
+inline constexpr uint16_t kType9p = VIRTIO_ID_9P;
+inline constexpr uint64_t kFVersion1 = bit(VIRTIO_F_VERSION_1);
 }  // namespace virtio
 
 // How a device raises interrupts; implemented by the transport. Thread-safe:

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstddef>
+#include <type_traits>
 
 #include <fmt/core.h>
 
@@ -11,21 +13,19 @@ namespace kvmsandbox {
 
 namespace {
 
-// virtio_pci_cap cfg_type values.
-constexpr uint8_t kCapCommon = 1;
-constexpr uint8_t kCapNotify = 2;
-constexpr uint8_t kCapIsr = 3;
-constexpr uint8_t kCapDevice = 4;
-constexpr uint8_t kCapPciCfg = 5;
+// The layouts we build and parse, as Linux declares them.
+static_assert(sizeof(virtio_pci_cap) == 16 && sizeof(virtio_pci_notify_cap) == 20 &&
+              sizeof(virtio_pci_cfg_cap) == 20);
+static_assert(offsetof(virtio_pci_cap, bar) == VIRTIO_PCI_CAP_BAR &&
+              offsetof(virtio_pci_cap, offset) == VIRTIO_PCI_CAP_OFFSET &&
+              offsetof(virtio_pci_cap, length) == VIRTIO_PCI_CAP_LENGTH &&
+              offsetof(virtio_pci_notify_cap, notify_off_multiplier) == VIRTIO_PCI_NOTIFY_CAP_MULT);
+static_assert(sizeof(virtio_pci_common_cfg) == VIRTIO_PCI_COMMON_Q_NDATA &&
+              offsetof(virtio_pci_common_cfg, queue_used_hi) == VIRTIO_PCI_COMMON_Q_USEDHI);
 
-// Offsets inside a virtio_pci_cap (from the capability's start).
-constexpr uint16_t kCapBar = 4;
-constexpr uint16_t kCapOffset = 8;
-constexpr uint16_t kCapLength = 12;
-constexpr uint16_t kCapPciCfgData = 16;
-
-constexpr uint16_t kMsixCtrlEnable = 0x8000;
-constexpr uint16_t kMsixCtrlFunctionMask = 0x4000;
+// The ISR's queue-interrupt bit (virtio 1.x 4.1.4.5); the uapi header only
+// names the configuration-change bit (VIRTIO_PCI_ISR_CONFIG).
+constexpr uint8_t kIsrQueue = 0x1;
 
 // x86 MSI messages target the local APIC window; anything else cannot be a
 // real interrupt, so such a vector is treated as masked.
@@ -37,17 +37,31 @@ void put_le(std::vector<uint8_t>& b, uint64_t v, unsigned n) {
     for (unsigned i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
 
-// Body of a virtio_pci_cap after the ID and next bytes (cap_len included).
-std::vector<uint8_t> virtio_cap(uint8_t type, uint8_t len, uint32_t offset, uint32_t length) {
-    std::vector<uint8_t> b;
-    put_le(b, len, 1);
-    put_le(b, type, 1);
-    put_le(b, 0, 1);  // bar
-    put_le(b, 0, 1);  // id
-    put_le(b, 0, 2);  // padding
-    put_le(b, offset, 4);
-    put_le(b, length, 4);
-    return b;
+// A capability's bytes after the ID and next pointer, which add_capability()
+// fills in itself (the host is little-endian, as PCI is).
+template <typename Cap>
+std::vector<uint8_t> cap_body(const Cap& c) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&c);
+    return std::vector<uint8_t>(p + offsetof(virtio_pci_cap, cap_len), p + sizeof(Cap));
+}
+
+// A virtio_pci_cap of `type` in BAR0 for an outer structure of `Cap` bytes.
+template <typename Cap = virtio_pci_cap>
+Cap virtio_cap(uint8_t type, uint32_t offset, uint32_t length) {
+    Cap c{};
+    virtio_pci_cap& v = [&]() -> virtio_pci_cap& {
+        if constexpr (std::is_same_v<Cap, virtio_pci_cap>)
+            return c;
+        else
+            return c.cap;
+    }();
+    v.cap_vndr = PCI_CAP_ID_VNDR;
+    v.cap_len = sizeof(Cap);
+    v.cfg_type = type;
+    v.bar = 0;
+    v.offset = offset;
+    v.length = length;
+    return c;
 }
 
 bool overlaps(uint16_t off, unsigned len, uint16_t start, unsigned n) {
@@ -64,36 +78,48 @@ VirtioPciDevice::VirtioPciDevice(VirtioDevice& dev, const GuestMemory& mem, MsiR
       msi_(msi),
       ioevents_(ioevents),
       intx_(intx),
-      offered_(dev.device_features() | virtio::kFVersion1 | virtio::kFIndirectDesc |
-               virtio::kFEventIdx),
+      offered_(dev.device_features() | virtio::bit(VIRTIO_F_VERSION_1) |
+               virtio::bit(VIRTIO_RING_F_INDIRECT_DESC) | virtio::bit(VIRTIO_RING_F_EVENT_IDX)),
       nqueues_(std::min<uint16_t>(dev.num_queues(), kMaxQueues)),
       nvectors_(std::min<uint16_t>(static_cast<uint16_t>(nqueues_ + 1), kMaxVectors)),
       device_cfg_size_(std::min(dev.config_size(), kDeviceCfgMax)) {
     add_memory_bar(0, kBarSize, bar_);
 
-    add_capability(pci::kCapIdVendor, virtio_cap(kCapCommon, 16, kCommonOffset, kCommonSize));
-    auto notify = virtio_cap(kCapNotify, 20, kNotifyOffset,
-                             std::max<uint32_t>(nqueues_, 1) * kNotifyMultiplier);
-    put_le(notify, kNotifyMultiplier, 4);
-    add_capability(pci::kCapIdVendor, notify);
-    add_capability(pci::kCapIdVendor, virtio_cap(kCapIsr, 16, kIsrOffset, 1));
+    add_capability(PCI_CAP_ID_VNDR,
+                   cap_body(virtio_cap(VIRTIO_PCI_CAP_COMMON_CFG, kCommonOffset, kCommonSize)));
+    auto notify =
+        virtio_cap<virtio_pci_notify_cap>(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset,
+                                          std::max<uint32_t>(nqueues_, 1) * kNotifyMultiplier);
+    notify.notify_off_multiplier = kNotifyMultiplier;
+    add_capability(PCI_CAP_ID_VNDR, cap_body(notify));
+    add_capability(PCI_CAP_ID_VNDR, cap_body(virtio_cap(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1)));
     if (device_cfg_size_)
-        add_capability(pci::kCapIdVendor,
-                       virtio_cap(kCapDevice, 16, kDeviceCfgOffset, device_cfg_size_));
+        add_capability(PCI_CAP_ID_VNDR, cap_body(virtio_cap(VIRTIO_PCI_CAP_DEVICE_CFG,
+                                                            kDeviceCfgOffset, device_cfg_size_)));
     // VIRTIO_PCI_CAP_PCI_CFG: a config-space window into the BAR (the spec
     // requires it; few drivers use it). bar, offset, length, data writable.
-    auto pcicfg = virtio_cap(kCapPciCfg, 20, 0, 0);
-    put_le(pcicfg, 0, 4);
-    const std::vector<uint8_t> pcicfg_mask = {0,    0,    0xff, 0,    0,    0,    0xff, 0xff, 0xff,
-                                              0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    pci_cfg_cap_ = add_capability(pci::kCapIdVendor, pcicfg, pcicfg_mask);
+    auto pcicfg = cap_body(virtio_cap<virtio_pci_cfg_cap>(VIRTIO_PCI_CAP_PCI_CFG, 0, 0));
+    std::vector<uint8_t> pcicfg_mask(pcicfg.size(), 0);
+    auto writable = [&](size_t off, size_t n) {
+        const size_t body = off - offsetof(virtio_pci_cap, cap_len);
+        std::fill_n(pcicfg_mask.begin() + static_cast<ptrdiff_t>(body), n, 0xff);
+    };
+    writable(offsetof(virtio_pci_cap, bar), sizeof(virtio_pci_cap::bar));
+    writable(offsetof(virtio_pci_cap, offset), sizeof(virtio_pci_cap::offset));
+    writable(offsetof(virtio_pci_cap, length), sizeof(virtio_pci_cap::length));
+    writable(offsetof(virtio_pci_cfg_cap, pci_cfg_data), sizeof(virtio_pci_cfg_cap::pci_cfg_data));
+    pci_cfg_cap_ = add_capability(PCI_CAP_ID_VNDR, pcicfg, pcicfg_mask);
 
+    // MSI-X capability after ID and next: message control (table size - 1),
+    // table and PBA offsets in BAR 0 (BIR 0).
     std::vector<uint8_t> msix;
-    put_le(msix, nvectors_ - 1u, 2);        // message control: table size - 1
-    put_le(msix, kMsixTableOffset | 0, 4);  // BIR 0
-    put_le(msix, kMsixPbaOffset | 0, 4);
-    const std::vector<uint8_t> msix_mask = {0, 0xc0};  // enable + function mask
-    msix_cap_ = add_capability(pci::kCapIdMsix, msix, msix_mask);
+    put_le(msix, nvectors_ - 1u, PCI_MSIX_TABLE - PCI_MSIX_FLAGS);
+    put_le(msix, kMsixTableOffset | 0, PCI_MSIX_PBA - PCI_MSIX_TABLE);
+    put_le(msix, kMsixPbaOffset | 0, PCI_CAP_MSIX_SIZEOF - PCI_MSIX_PBA);
+    // The driver may only set enable and function mask.
+    const std::vector<uint8_t> msix_mask = {0,
+                                            (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL) >> 8};
+    msix_cap_ = add_capability(PCI_CAP_ID_MSIX, msix, msix_mask);
 
     if (intx_) set_interrupt_pin(1, intx_line);
 
@@ -208,37 +234,35 @@ uint64_t VirtioPciDevice::common_read(uint32_t off, unsigned len) {
         if (off == o + 4 && len == 4) return val >> 32;
         return std::nullopt;
     };
-    using C = Common;
-    if (is(C::kDeviceFeatureSelect, 4)) return device_feature_select_;
-    if (is(C::kDeviceFeature, 4))
+    if (is(VIRTIO_PCI_COMMON_DFSELECT, 4)) return device_feature_select_;
+    if (is(VIRTIO_PCI_COMMON_DF, 4))
         return device_feature_select_ == 0   ? offered_ & 0xffffffffu
                : device_feature_select_ == 1 ? offered_ >> 32
                                              : 0;
-    if (is(C::kDriverFeatureSelect, 4)) return driver_feature_select_;
-    if (is(C::kDriverFeature, 4))
+    if (is(VIRTIO_PCI_COMMON_GFSELECT, 4)) return driver_feature_select_;
+    if (is(VIRTIO_PCI_COMMON_GF, 4))
         return driver_feature_select_ == 0   ? driver_features_ & 0xffffffffu
                : driver_feature_select_ == 1 ? driver_features_ >> 32
                                              : 0;
-    if (is(C::kMsixConfig, 2)) return msix_config_;
-    if (is(C::kNumQueues, 2)) return nqueues_;
-    if (is(C::kDeviceStatus, 1)) return status_;
-    if (is(C::kConfigGeneration, 1)) return config_generation_;
-    if (is(C::kQueueSelect, 2)) return queue_select_;
+    if (is(VIRTIO_PCI_COMMON_MSIX, 2)) return msix_config_;
+    if (is(VIRTIO_PCI_COMMON_NUMQ, 2)) return nqueues_;
+    if (is(VIRTIO_PCI_COMMON_STATUS, 1)) return status_;
+    if (is(VIRTIO_PCI_COMMON_CFGGENERATION, 1)) return config_generation_;
+    if (is(VIRTIO_PCI_COMMON_Q_SELECT, 2)) return queue_select_;
     if (!q) return 0;  // no such queue: every queue register reads 0 (size 0 = absent)
-    if (is(C::kQueueSize, 2)) return q->size;
-    if (is(C::kQueueMsixVector, 2)) return q->vector;
-    if (is(C::kQueueEnable, 2)) return q->enabled ? 1 : 0;
-    if (is(C::kQueueNotifyOff, 2)) return queue_select_;
-    if (auto v = half(C::kQueueDesc, q->desc)) return *v;
-    if (auto v = half(C::kQueueDriver, q->driver)) return *v;
-    if (auto v = half(C::kQueueDevice, q->device)) return *v;
+    if (is(VIRTIO_PCI_COMMON_Q_SIZE, 2)) return q->size;
+    if (is(VIRTIO_PCI_COMMON_Q_MSIX, 2)) return q->vector;
+    if (is(VIRTIO_PCI_COMMON_Q_ENABLE, 2)) return q->enabled ? 1 : 0;
+    if (is(VIRTIO_PCI_COMMON_Q_NOFF, 2)) return queue_select_;
+    if (auto v = half(VIRTIO_PCI_COMMON_Q_DESCLO, q->desc)) return *v;
+    if (auto v = half(VIRTIO_PCI_COMMON_Q_AVAILLO, q->driver)) return *v;
+    if (auto v = half(VIRTIO_PCI_COMMON_Q_USEDLO, q->device)) return *v;
     return 0;
 }
 
 void VirtioPciDevice::common_write(uint32_t off, unsigned len, uint64_t v) {
-    using C = Common;
     std::lock_guard status_lock(status_mu_);
-    if (off == C::kDeviceStatus && len == 1) {
+    if (off == VIRTIO_PCI_COMMON_STATUS && len == 1) {
         write_status(static_cast<uint8_t>(v));
         return;
     }
@@ -255,44 +279,47 @@ void VirtioPciDevice::common_write(uint32_t off, unsigned len, uint64_t v) {
             return false;
         return true;
     };
-    if (is(C::kDeviceFeatureSelect, 4)) {
+    if (is(VIRTIO_PCI_COMMON_DFSELECT, 4)) {
         device_feature_select_ = static_cast<uint32_t>(v);
-    } else if (is(C::kDriverFeatureSelect, 4)) {
+    } else if (is(VIRTIO_PCI_COMMON_GFSELECT, 4)) {
         driver_feature_select_ = static_cast<uint32_t>(v);
-    } else if (is(C::kDriverFeature, 4)) {
+    } else if (is(VIRTIO_PCI_COMMON_GF, 4)) {
         // Features are frozen once FEATURES_OK was accepted.
-        if (status_ & virtio::kStatusFeaturesOk) return;
+        if (status_ & VIRTIO_CONFIG_S_FEATURES_OK) return;
         if (driver_feature_select_ == 0)
             driver_features_ = (driver_features_ & ~uint64_t{0xffffffffu}) | v;
         else if (driver_feature_select_ == 1)
             driver_features_ = (driver_features_ & 0xffffffffu) | (v << 32);
-    } else if (is(C::kMsixConfig, 2)) {
+    } else if (is(VIRTIO_PCI_COMMON_MSIX, 2)) {
         msix_config_ = check_vector_locked(static_cast<uint16_t>(v));
-    } else if (is(C::kQueueSelect, 2)) {
+    } else if (is(VIRTIO_PCI_COMMON_Q_SELECT, 2)) {
         queue_select_ = static_cast<uint16_t>(v);  // out of range: queue registers go dead
     } else {
         if (queue_select_ >= nqueues_) return;
         QueueRegs& q = qregs_[queue_select_];
         // A live queue cannot be reconfigured (no VIRTIO_F_RING_RESET).
-        if (q.enabled || (status_ & virtio::kStatusDriverOk)) return;
+        if (q.enabled || (status_ & VIRTIO_CONFIG_S_DRIVER_OK)) return;
         uint64_t scratch = 0;
-        if (is(C::kQueueSize, 2)) {
+        if (is(VIRTIO_PCI_COMMON_Q_SIZE, 2)) {
             const auto n = static_cast<uint16_t>(v);
             if (n && std::has_single_bit(n) && n <= queues_[queue_select_]->max_size()) q.size = n;
-        } else if (is(C::kQueueMsixVector, 2)) {
+        } else if (is(VIRTIO_PCI_COMMON_Q_MSIX, 2)) {
             q.vector = check_vector_locked(static_cast<uint16_t>(v));
-        } else if (is(C::kQueueEnable, 2)) {
+        } else if (is(VIRTIO_PCI_COMMON_Q_ENABLE, 2)) {
             if (v != 1) return;  // only enabling is defined; 0 is ignored
-            auto r = queues_[queue_select_]->configure(q.size, q.desc, q.driver, q.device,
-                                                       driver_features_ & virtio::kFEventIdx);
+            auto r = queues_[queue_select_]->configure(
+                q.size, q.desc, q.driver, q.device,
+                driver_features_ & virtio::bit(VIRTIO_RING_F_EVENT_IDX));
             if (!r) {
                 log::debug("virtio-pci: queue {}: {}", queue_select_, r.error().message);
-                status_ |= virtio::kStatusNeedsReset;
+                status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
                 return;
             }
             q.enabled = true;
-        } else if (set_half(C::kQueueDesc, q.desc) || set_half(C::kQueueDriver, q.driver) ||
-                   set_half(C::kQueueDevice, q.device) || set_half(C::kQueueNotifyData, scratch)) {
+        } else if (set_half(VIRTIO_PCI_COMMON_Q_DESCLO, q.desc) ||
+                   set_half(VIRTIO_PCI_COMMON_Q_AVAILLO, q.driver) ||
+                   set_half(VIRTIO_PCI_COMMON_Q_USEDLO, q.device) ||
+                   set_half(VIRTIO_PCI_COMMON_Q_NDATA, scratch)) {
             // stored (validated when the queue is enabled)
         }
     }
@@ -300,7 +327,6 @@ void VirtioPciDevice::common_write(uint32_t off, unsigned len, uint64_t v) {
 
 // Requires status_mu_ (not mu_): may call the device's activate()/reset().
 void VirtioPciDevice::write_status(uint8_t v) {
-    using namespace virtio;
     if (v == 0) {
         reset_device();
         return;
@@ -312,18 +338,21 @@ void VirtioPciDevice::write_status(uint8_t v) {
         old = status_;
         features = driver_features_;
     }
-    constexpr uint8_t kDriverBits =
-        kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk | kStatusFailed;
+    constexpr uint8_t kDriverBits = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                                    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK |
+                                    VIRTIO_CONFIG_S_FAILED;
     // A driver only adds bits; clearing one other than by reset is invalid.
     if (old & kDriverBits & ~v) return;
     uint8_t next = old | (v & kDriverBits);
-    if ((next & kStatusFeaturesOk) && !(old & kStatusFeaturesOk)) {
+    if ((next & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
         // Accept only what was offered, and only the modern interface.
-        if (!(features & kFVersion1) || (features & ~offered_)) next &= ~kStatusFeaturesOk;
+        if (!(features & virtio::bit(VIRTIO_F_VERSION_1)) || (features & ~offered_))
+            next &= ~VIRTIO_CONFIG_S_FEATURES_OK;
     }
-    bool activate = (next & kStatusDriverOk) && !(old & kStatusDriverOk);
-    if (activate && (!(next & kStatusFeaturesOk) || (old & kStatusNeedsReset))) {
-        next &= ~kStatusDriverOk;
+    bool activate = (next & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK);
+    if (activate &&
+        (!(next & VIRTIO_CONFIG_S_FEATURES_OK) || (old & VIRTIO_CONFIG_S_NEEDS_RESET))) {
+        next &= ~VIRTIO_CONFIG_S_DRIVER_OK;
         activate = false;
     }
     {
@@ -362,7 +391,7 @@ void VirtioPciDevice::reset_locked() {
     device_feature_select_ = 0;
     driver_feature_select_ = 0;
     driver_features_ = 0;
-    msix_config_ = virtio::kNoVector;
+    msix_config_ = VIRTIO_MSI_NO_VECTOR;
     status_ = 0;
     queue_select_ = 0;
     for (uint16_t i = 0; i < nqueues_; ++i) {
@@ -375,7 +404,7 @@ void VirtioPciDevice::reset_locked() {
 
 uint16_t VirtioPciDevice::check_vector_locked(uint16_t vector) const {
     // The spec's way to refuse a vector: it reads back as NO_VECTOR.
-    return vector < nvectors_ ? vector : virtio::kNoVector;
+    return vector < nvectors_ ? vector : VIRTIO_MSI_NO_VECTOR;
 }
 
 // ---- interrupts -------------------------------------------------------------
@@ -386,7 +415,7 @@ void VirtioPciDevice::signal_queue(uint16_t q) {
     if (msix_enabled_) {
         deliver_locked(qregs_[q].vector);
     } else {
-        isr_ |= 1;
+        isr_ |= kIsrQueue;
         update_intx_locked();
     }
 }
@@ -394,25 +423,25 @@ void VirtioPciDevice::signal_queue(uint16_t q) {
 void VirtioPciDevice::signal_config() {
     std::lock_guard lock(mu_);
     ++config_generation_;
-    if (!(status_ & virtio::kStatusDriverOk)) return;
+    if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK)) return;
     if (msix_enabled_) {
         deliver_locked(msix_config_);
     } else {
-        isr_ |= 2;
+        isr_ |= VIRTIO_PCI_ISR_CONFIG;
         update_intx_locked();
     }
 }
 
 void VirtioPciDevice::set_needs_reset() {
     std::lock_guard lock(mu_);
-    if (status_ & virtio::kStatusNeedsReset) return;
-    status_ |= virtio::kStatusNeedsReset;
-    if (!(status_ & virtio::kStatusDriverOk)) return;
+    if (status_ & VIRTIO_CONFIG_S_NEEDS_RESET) return;
+    status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
+    if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK)) return;
     // The spec asks for a configuration change notification.
     if (msix_enabled_) {
         deliver_locked(msix_config_);
     } else {
-        isr_ |= 2;
+        isr_ |= VIRTIO_PCI_ISR_CONFIG;
         update_intx_locked();
     }
 }
@@ -429,7 +458,8 @@ VirtioDevice::Counters VirtioPciDevice::transport_counters() const {
 bool VirtioPciDevice::vector_masked_locked(uint16_t vector) const {
     const MsixEntry& e = msix_table_[vector];
     const uint64_t addr = (uint64_t{e.addr_hi} << 32) | e.addr_lo;
-    return !msix_enabled_ || msix_function_masked_ || (e.ctrl & 1) || !valid_msi_address(addr);
+    return !msix_enabled_ || msix_function_masked_ || (e.ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT) ||
+           !valid_msi_address(addr);
 }
 
 void VirtioPciDevice::deliver_locked(uint16_t vector) {
@@ -489,10 +519,12 @@ uint64_t VirtioPciDevice::msix_read(uint32_t off, unsigned len) {
         return v;
     }
     const uint32_t o = off - kMsixTableOffset;
-    const uint32_t vec = o / 16, field = o % 16;
+    const uint32_t vec = o / PCI_MSIX_ENTRY_SIZE, field = o % PCI_MSIX_ENTRY_SIZE;
     if (vec >= nvectors_ || (len != 4 && len != 8) || field % len) return 0;
     const MsixEntry& e = msix_table_[vec];
+    // The entry's dwords in table order (PCI_MSIX_ENTRY_LOWER_ADDR ...).
     const uint32_t dw[4] = {e.addr_lo, e.addr_hi, e.data, e.ctrl};
+    static_assert(PCI_MSIX_ENTRY_VECTOR_CTRL == 3 * sizeof(uint32_t));
     uint64_t v = dw[field / 4];
     if (len == 8) v |= uint64_t{dw[field / 4 + 1]} << 32;
     return v;
@@ -502,22 +534,22 @@ void VirtioPciDevice::msix_write(uint32_t off, unsigned len, uint64_t v) {
     if (off >= kMsixPbaOffset) return;  // PBA is read-only
     std::lock_guard lock(mu_);
     const uint32_t o = off - kMsixTableOffset;
-    const uint32_t vec = o / 16, field = o % 16;
+    const uint32_t vec = o / PCI_MSIX_ENTRY_SIZE, field = o % PCI_MSIX_ENTRY_SIZE;
     if (vec >= nvectors_ || (len != 4 && len != 8) || field % len) return;
     MsixEntry& e = msix_table_[vec];
     auto set = [&](uint32_t f, uint32_t val) {
         switch (f) {
-            case 0:
+            case PCI_MSIX_ENTRY_LOWER_ADDR:
                 e.addr_lo = val;
                 break;
-            case 4:
+            case PCI_MSIX_ENTRY_UPPER_ADDR:
                 e.addr_hi = val;
                 break;
-            case 8:
+            case PCI_MSIX_ENTRY_DATA:
                 e.data = val;
                 break;
-            case 12:
-                e.ctrl = val & 1;
+            case PCI_MSIX_ENTRY_VECTOR_CTRL:
+                e.ctrl = val & PCI_MSIX_ENTRY_CTRL_MASKBIT;
                 break;  // only the mask bit is defined
         }
     };
@@ -529,11 +561,11 @@ void VirtioPciDevice::msix_write(uint32_t off, unsigned len, uint64_t v) {
 // ---- PCI configuration hooks ------------------------------------------------------
 
 void VirtioPciDevice::config_written(uint16_t offset, unsigned len) {
-    if (msix_cap_ && overlaps(offset, len, msix_cap_ + 2, 2)) {
-        const uint32_t ctrl = config_get(msix_cap_ + 2, 2);
+    if (msix_cap_ && overlaps(offset, len, msix_cap_ + PCI_MSIX_FLAGS, 2)) {
+        const uint32_t ctrl = config_get(msix_cap_ + PCI_MSIX_FLAGS, 2);
         std::lock_guard lock(mu_);
-        msix_enabled_ = ctrl & kMsixCtrlEnable;
-        msix_function_masked_ = ctrl & kMsixCtrlFunctionMask;
+        msix_enabled_ = ctrl & PCI_MSIX_FLAGS_ENABLE;
+        msix_function_masked_ = ctrl & PCI_MSIX_FLAGS_MASKALL;
         for (uint16_t v = 0; v < nvectors_; ++v) update_vector_locked(v);
         update_intx_locked();
     }
@@ -541,11 +573,13 @@ void VirtioPciDevice::config_written(uint16_t offset, unsigned len) {
         std::lock_guard lock(mu_);
         update_intx_locked();
     }
-    if (pci_cfg_cap_ && overlaps(offset, len, pci_cfg_cap_ + kCapPciCfgData, 4)) {
-        const uint32_t bar = config_get(pci_cfg_cap_ + kCapBar, 1);
-        const uint32_t boff = config_get(pci_cfg_cap_ + kCapOffset, 4);
-        const uint32_t blen = config_get(pci_cfg_cap_ + kCapLength, 4);
-        const uint32_t data = config_get(pci_cfg_cap_ + kCapPciCfgData, 4);
+    if (pci_cfg_cap_ &&
+        overlaps(offset, len, pci_cfg_cap_ + offsetof(virtio_pci_cfg_cap, pci_cfg_data), 4)) {
+        const uint32_t bar = config_get(pci_cfg_cap_ + VIRTIO_PCI_CAP_BAR, 1);
+        const uint32_t boff = config_get(pci_cfg_cap_ + VIRTIO_PCI_CAP_OFFSET, 4);
+        const uint32_t blen = config_get(pci_cfg_cap_ + VIRTIO_PCI_CAP_LENGTH, 4);
+        const uint32_t data =
+            config_get(pci_cfg_cap_ + offsetof(virtio_pci_cfg_cap, pci_cfg_data), 4);
         if (bar != 0 || (blen != 1 && blen != 2 && blen != 4) || boff % blen) return;
         uint8_t bytes[4];
         for (unsigned i = 0; i < 4; ++i) bytes[i] = static_cast<uint8_t>(data >> (8 * i));
@@ -554,11 +588,11 @@ void VirtioPciDevice::config_written(uint16_t offset, unsigned len) {
 }
 
 std::optional<uint32_t> VirtioPciDevice::config_read_override(uint16_t offset, unsigned len) {
-    const uint16_t data_off = pci_cfg_cap_ + kCapPciCfgData;
+    const uint16_t data_off = pci_cfg_cap_ + offsetof(virtio_pci_cfg_cap, pci_cfg_data);
     if (!pci_cfg_cap_ || offset < data_off || offset + len > data_off + 4u) return std::nullopt;
-    const uint32_t bar = config_get(pci_cfg_cap_ + kCapBar, 1);
-    const uint32_t boff = config_get(pci_cfg_cap_ + kCapOffset, 4);
-    const uint32_t blen = config_get(pci_cfg_cap_ + kCapLength, 4);
+    const uint32_t bar = config_get(pci_cfg_cap_ + VIRTIO_PCI_CAP_BAR, 1);
+    const uint32_t boff = config_get(pci_cfg_cap_ + VIRTIO_PCI_CAP_OFFSET, 4);
+    const uint32_t blen = config_get(pci_cfg_cap_ + VIRTIO_PCI_CAP_LENGTH, 4);
     if (bar != 0 || (blen != 1 && blen != 2 && blen != 4) || boff % blen) return std::nullopt;
     uint8_t bytes[4] = {0, 0, 0, 0};
     bar_read(boff, std::span<uint8_t>(bytes, blen));

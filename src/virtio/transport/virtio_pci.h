@@ -21,6 +21,9 @@
 // and IrqLine must not call back into this device.
 #pragma once
 
+#include <linux/pci_regs.h>
+#include <linux/virtio_pci.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -29,9 +32,9 @@
 #include <span>
 #include <vector>
 
+#include "base/guest_memory.h"
 #include "devices/irq_line.h"
 #include "devices/pci.h"
-#include "base/guest_memory.h"
 #include "virtio/transport/virtio_device.h"
 #include "virtio/transport/virtqueue.h"
 
@@ -62,11 +65,18 @@ class IoEventRegistrar {
 
 class VirtioPciDevice : public PciDevice {
   public:
-    static constexpr uint16_t kVendor = 0x1af4;
-    static constexpr uint16_t kDeviceIdBase = 0x1040;  // + virtio device type
+    // Register layouts and capability types are Linux's (<linux/virtio_pci.h>:
+    // VIRTIO_PCI_COMMON_*, VIRTIO_PCI_CAP_*, struct virtio_pci_*; MSI-X from
+    // <linux/pci_regs.h>). What follows has no uapi constant: the PCI IDs
+    // (virtio 1.x 4.1.2; Linux keeps them in its in-kernel pci_ids.h) and
+    // the BAR layout, which is ours to choose.
+    static constexpr uint16_t kVendor = 0x1af4;        // Red Hat / Qumranet
+    static constexpr uint16_t kDeviceIdBase = 0x1040;  // + virtio device type (modern IDs)
     static constexpr uint32_t kBarSize = 0x4000;
     static constexpr uint32_t kCommonOffset = 0x0000;
-    static constexpr uint32_t kCommonSize = 0x3c;
+    // Through queue_reset: the 6.1 header's struct virtio_pci_common_cfg
+    // stops before queue_notify_data, only the offsets go further.
+    static constexpr uint32_t kCommonSize = VIRTIO_PCI_COMMON_Q_RESET + sizeof(__le16);
     static constexpr uint32_t kIsrOffset = 0x1000;
     static constexpr uint32_t kDeviceCfgOffset = 0x2000;
     static constexpr uint32_t kDeviceCfgMax = 0x1000;
@@ -75,29 +85,8 @@ class VirtioPciDevice : public PciDevice {
     static constexpr uint16_t kMaxQueues = 0x800 / kNotifyMultiplier;
     static constexpr uint32_t kMsixTableOffset = 0x3800;
     static constexpr uint32_t kMsixPbaOffset = 0x3f00;
-    static constexpr uint16_t kMaxVectors = (kMsixPbaOffset - kMsixTableOffset) / 16;
-
-    // Common configuration register offsets.
-    struct Common {
-        static constexpr uint32_t kDeviceFeatureSelect = 0x00;
-        static constexpr uint32_t kDeviceFeature = 0x04;
-        static constexpr uint32_t kDriverFeatureSelect = 0x08;
-        static constexpr uint32_t kDriverFeature = 0x0c;
-        static constexpr uint32_t kMsixConfig = 0x10;
-        static constexpr uint32_t kNumQueues = 0x12;
-        static constexpr uint32_t kDeviceStatus = 0x14;
-        static constexpr uint32_t kConfigGeneration = 0x15;
-        static constexpr uint32_t kQueueSelect = 0x16;
-        static constexpr uint32_t kQueueSize = 0x18;
-        static constexpr uint32_t kQueueMsixVector = 0x1a;
-        static constexpr uint32_t kQueueEnable = 0x1c;
-        static constexpr uint32_t kQueueNotifyOff = 0x1e;
-        static constexpr uint32_t kQueueDesc = 0x20;
-        static constexpr uint32_t kQueueDriver = 0x28;
-        static constexpr uint32_t kQueueDevice = 0x30;
-        static constexpr uint32_t kQueueNotifyData = 0x38;
-        static constexpr uint32_t kQueueReset = 0x3a;
-    };
+    static constexpr uint16_t kMaxVectors =
+        (kMsixPbaOffset - kMsixTableOffset) / PCI_MSIX_ENTRY_SIZE;
 
     // `dev`, `mem`, and the optional `msi`, `ioevents`, `intx` must outlive
     // this object. With `intx`, the device announces INTA and raises it
@@ -149,12 +138,13 @@ class VirtioPciDevice : public PciDevice {
     };
     struct QueueRegs {
         uint16_t size = 0;
-        uint16_t vector = virtio::kNoVector;
+        uint16_t vector = VIRTIO_MSI_NO_VECTOR;
         bool enabled = false;
         uint64_t desc = 0, driver = 0, device = 0;
     };
     struct MsixEntry {
-        uint32_t addr_lo = 0, addr_hi = 0, data = 0, ctrl = 1;  // masked at reset
+        uint32_t addr_lo = 0, addr_hi = 0, data = 0;
+        uint32_t ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;  // masked at reset
     };
     struct RouteState {
         uint64_t addr = 0;
@@ -203,7 +193,7 @@ class VirtioPciDevice : public PciDevice {
     uint32_t device_feature_select_ = 0;
     uint32_t driver_feature_select_ = 0;
     uint64_t driver_features_ = 0;
-    uint16_t msix_config_ = virtio::kNoVector;
+    uint16_t msix_config_ = VIRTIO_MSI_NO_VECTOR;
     uint8_t status_ = 0;
     uint8_t config_generation_ = 0;
     uint16_t queue_select_ = 0;

@@ -32,9 +32,19 @@ void store(uint8_t* p, T v) {
     for (size_t i = 0; i < sizeof(T); ++i) d[i] = s[i];
 }
 
-VirtqDesc load_desc(const uint8_t* p) {
-    return VirtqDesc{load<uint64_t>(p), load<uint32_t>(p + 8), load<uint16_t>(p + 12),
-                     load<uint16_t>(p + 14)};
+vring_desc load_desc(const uint8_t* p) {
+    return vring_desc{load<uint64_t>(p + offsetof(vring_desc, addr)),
+                      load<uint32_t>(p + offsetof(vring_desc, len)),
+                      load<uint16_t>(p + offsetof(vring_desc, flags)),
+                      load<uint16_t>(p + offsetof(vring_desc, next))};
+}
+
+// The event fields sit right after the rings (virtio 1.x 2.7.6 and 2.7.8).
+uint64_t used_event_offset(uint16_t size) {
+    return offsetof(vring_avail, ring) + sizeof(__virtio16) * size;
+}
+uint64_t avail_event_offset(uint16_t size) {
+    return offsetof(vring_used, ring) + sizeof(vring_used_elem) * size;
 }
 
 }  // namespace
@@ -48,7 +58,8 @@ Result<void> SplitQueue::configure(uint32_t size, uint64_t desc_gpa, uint64_t av
     if (size == 0 || !std::has_single_bit(size) || size > virtq::kMaxQueueSize || size > max_size_)
         return failf("virtqueue: invalid size {} (max {})", size, max_size_);
     // Alignment required by the virtio 1.x split ring layout.
-    if (desc_gpa % 16 || avail_gpa % 2 || used_gpa % 4)
+    if (desc_gpa % VRING_DESC_ALIGN_SIZE || avail_gpa % VRING_AVAIL_ALIGN_SIZE ||
+        used_gpa % VRING_USED_ALIGN_SIZE)
         return failf("virtqueue: misaligned rings desc={:#x} avail={:#x} used={:#x}", desc_gpa,
                      avail_gpa, used_gpa);
     auto desc = mem_.span(desc_gpa, virtq::desc_table_bytes(size));
@@ -87,12 +98,11 @@ std::unexpected<Error> SplitQueue::mark_broken(std::string why) {
 }
 
 uint16_t SplitQueue::read_avail_idx() const {
-    return load<uint16_t>(avail_.data() + 2);
+    return load<uint16_t>(avail_.data() + offsetof(vring_avail, idx));
 }
 
 void SplitQueue::write_avail_event(uint16_t v) {
-    // used ring: flags, idx, ring[size], avail_event
-    store<uint16_t>(used_.data() + 4 + virtq::kUsedElemSize * size_, v);
+    store<uint16_t>(used_.data() + avail_event_offset(size_), v);
 }
 
 Result<std::optional<VirtqChain>> SplitQueue::pop() {
@@ -117,7 +127,8 @@ Result<std::optional<VirtqChain>> SplitQueue::pop() {
             fmt::format("avail idx moved by {} entries, queue size {}", pending, size_));
     if (pending == 0) return std::optional<VirtqChain>{};
 
-    uint16_t head = load<uint16_t>(avail_.data() + 4 + 2u * (last_avail_ & (size_ - 1)));
+    uint16_t head = load<uint16_t>(avail_.data() + offsetof(vring_avail, ring) +
+                                   sizeof(__virtio16) * (last_avail_ & (size_ - 1)));
     ++last_avail_;
     if (event_idx_ && notifications_) write_avail_event(last_avail_);
 
@@ -128,7 +139,7 @@ Result<std::optional<VirtqChain>> SplitQueue::pop() {
     return std::optional<VirtqChain>(std::move(*chain));
 }
 
-Result<void> SplitQueue::add_buffer(VirtqChain& chain, const VirtqDesc& d, uint64_t& total) {
+Result<void> SplitQueue::add_buffer(VirtqChain& chain, const vring_desc& d, uint64_t& total) {
     // Bounded by size so a chain cannot make us build an unbounded vector.
     if (chain.readable.size() + chain.writable.size() >= size_)
         return mark_broken(fmt::format("chain {} longer than queue size {}", chain.head, size_));
@@ -141,7 +152,7 @@ Result<void> SplitQueue::add_buffer(VirtqChain& chain, const VirtqDesc& d, uint6
     if (total > max_chain_bytes_)
         return mark_broken(
             fmt::format("chain {}: total length above {}", chain.head, max_chain_bytes_));
-    if (d.flags & virtq::kDescFWrite) {
+    if (d.flags & VRING_DESC_F_WRITE) {
         chain.writable.push_back(*s);
         chain.writable_len += d.len;
     } else {
@@ -165,12 +176,12 @@ Result<VirtqChain> SplitQueue::walk_chain(uint16_t head) {
     uint32_t visits = 0;
     for (;;) {
         if (++visits > size_) return mark_broken(fmt::format("chain {}: descriptor loop", head));
-        VirtqDesc d = load_desc(desc_.data() + virtq::kDescSize * idx);
-        if (d.flags & virtq::kDescFIndirect) {
+        vring_desc d = load_desc(desc_.data() + sizeof(vring_desc) * idx);
+        if (d.flags & VRING_DESC_F_INDIRECT) {
             // Only one table, ending the chain; its WRITE flag is ignored (spec).
-            if (d.flags & virtq::kDescFNext)
+            if (d.flags & VRING_DESC_F_NEXT)
                 return mark_broken(fmt::format("chain {}: INDIRECT with NEXT", head));
-            if (d.len == 0 || d.len % virtq::kDescSize || d.len > virtq::desc_table_bytes(size_))
+            if (d.len == 0 || d.len % sizeof(vring_desc) || d.len > virtq::desc_table_bytes(size_))
                 return mark_broken(
                     fmt::format("chain {}: bad indirect table length {}", head, d.len));
             auto table = mem_.span(d.addr, d.len);
@@ -179,17 +190,17 @@ Result<VirtqChain> SplitQueue::walk_chain(uint16_t head) {
                     fmt::format("chain {}: indirect table {:#x}+{:#x} outside "
                                 "guest memory",
                                 head, d.addr, d.len));
-            const uint32_t n = d.len / virtq::kDescSize;
+            const uint32_t n = d.len / sizeof(vring_desc);
             uint32_t ivisits = 0;
             uint16_t j = 0;
             for (;;) {
                 if (++ivisits > n)
                     return mark_broken(fmt::format("chain {}: loop in indirect table", head));
-                VirtqDesc e = load_desc(table->data() + virtq::kDescSize * j);
-                if (e.flags & virtq::kDescFIndirect)
+                vring_desc e = load_desc(table->data() + sizeof(vring_desc) * j);
+                if (e.flags & VRING_DESC_F_INDIRECT)
                     return mark_broken(fmt::format("chain {}: nested indirect table", head));
                 if (auto r = add_buffer(chain, e, total); !r) return std::unexpected(r.error());
-                if (!(e.flags & virtq::kDescFNext)) break;
+                if (!(e.flags & VRING_DESC_F_NEXT)) break;
                 if (e.next >= n)
                     return mark_broken(
                         fmt::format("chain {}: indirect next {} >= {}", head, e.next, n));
@@ -198,7 +209,7 @@ Result<VirtqChain> SplitQueue::walk_chain(uint16_t head) {
             return chain;
         }
         if (auto r = add_buffer(chain, d, total); !r) return std::unexpected(r.error());
-        if (!(d.flags & virtq::kDescFNext)) return chain;
+        if (!(d.flags & VRING_DESC_F_NEXT)) return chain;
         if (d.next >= size_)
             return mark_broken(
                 fmt::format("chain {}: next {} >= queue size {}", head, d.next, size_));
@@ -218,13 +229,14 @@ Result<void> SplitQueue::push_used(uint16_t head, uint32_t written) {
     if (broken()) return fail("virtqueue: broken");
     if (head >= size_ || in_flight_ == 0)
         return mark_broken(fmt::format("used head {} is not in flight", head));
-    uint8_t* elem = used_.data() + 4 + virtq::kUsedElemSize * (used_idx_ & (size_ - 1));
-    store<uint32_t>(elem, head);
-    store<uint32_t>(elem + 4, written);
+    uint8_t* elem = used_.data() + offsetof(vring_used, ring) +
+                    sizeof(vring_used_elem) * (used_idx_ & (size_ - 1));
+    store<uint32_t>(elem + offsetof(vring_used_elem, id), head);
+    store<uint32_t>(elem + offsetof(vring_used_elem, len), written);
     // The element must be visible before the index that publishes it.
     std::atomic_thread_fence(std::memory_order_release);
     ++used_idx_;
-    store<uint16_t>(used_.data() + 2, used_idx_);
+    store<uint16_t>(used_.data() + offsetof(vring_used, idx), used_idx_);
     --in_flight_;
     return {};
 }
@@ -242,12 +254,12 @@ bool SplitQueue::needs_interrupt() {
     if (valid && new_used == old) return false;
     if (event_idx_) {
         if (!valid) return true;
-        uint16_t used_event = load<uint16_t>(avail_.data() + 4 + 2u * size_);
-        // vring_need_event(): was used_event crossed by the entries in (old, new]?
-        return static_cast<uint16_t>(new_used - used_event - 1) <
-               static_cast<uint16_t>(new_used - old);
+        uint16_t used_event = load<uint16_t>(avail_.data() + used_event_offset(size_));
+        // Was used_event crossed by the entries in (old, new]?
+        return vring_need_event(used_event, new_used, old);
     }
-    return !(load<uint16_t>(avail_.data()) & virtq::kAvailFNoInterrupt);
+    return !(load<uint16_t>(avail_.data() + offsetof(vring_avail, flags)) &
+             VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 void SplitQueue::set_notifications(bool enabled) {
@@ -256,7 +268,8 @@ void SplitQueue::set_notifications(bool enabled) {
     if (event_idx_) {
         if (enabled) write_avail_event(last_avail_);
     } else {
-        store<uint16_t>(used_.data(), enabled ? 0 : virtq::kUsedFNoNotify);
+        store<uint16_t>(used_.data() + offsetof(vring_used, flags),
+                        enabled ? 0 : VRING_USED_F_NO_NOTIFY);
     }
     std::atomic_thread_fence(std::memory_order_seq_cst);
 }
