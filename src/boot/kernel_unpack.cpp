@@ -15,12 +15,12 @@
 
 #include "arch/x86/bzimage.h"
 #include "arch/x86/vmlinux.h"
-#include "boot/cache_files.h"
 #include "base/file.h"
 #include "base/io.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "boot/boot_cache.h"
+#include "boot/cache_files.h"
 
 extern char** environ;
 

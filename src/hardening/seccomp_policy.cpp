@@ -50,7 +50,7 @@ constexpr std::initializer_list<const char*> kNoExecMappings = {"mmap", "mprotec
 constexpr std::initializer_list<const char*> kDeviceNotify = {
     "read",     "readv",       "poll",        "ppoll",      "epoll_ctl",  "eventfd2", "connect",
     "bind",     "getsockname", "getpeername", "setsockopt", "getsockopt", "sendto",   "sendmsg",
-    "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "statx",    "pwritev2",
+    "recvfrom", "recvmsg",     "shutdown",    "fcntl",      "statx",      "pwritev2",
 };
 
 // The main loop, besides the device notify paths: epoll, the signalfd, the

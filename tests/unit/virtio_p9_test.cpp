@@ -83,7 +83,7 @@ class VirtioP9Test : public ::testing::Test {
     }
     void activate() {
         SplitQueue* qs[] = {q_.ptr()};
-        auto r = dev_->activate(virtio::kFVersion1 | VirtioP9::kFMountTag, qs, irq_);
+        auto r = dev_->activate(virtio::bit(VIRTIO_F_VERSION_1) | VirtioP9::kFMountTag, qs, irq_);
         ASSERT_TRUE(r.has_value()) << r.error().message;
     }
 
@@ -151,7 +151,7 @@ class VirtioP9Test : public ::testing::Test {
 };
 
 TEST_F(VirtioP9Test, IdentityAndConfigHoldTheTag) {
-    EXPECT_EQ(dev_->device_type(), virtio::kType9p);
+    EXPECT_EQ(dev_->device_type(), VIRTIO_ID_9P);
     EXPECT_EQ(dev_->device_features() & VirtioP9::kFMountTag, VirtioP9::kFMountTag);
     EXPECT_EQ(dev_->num_queues(), 1);
     ASSERT_EQ(dev_->config_size(), 2u + 6u);
@@ -277,7 +277,7 @@ TEST_F(VirtioP9Test, ManyRequestsInFlightAllComplete) {
 
 TEST_F(VirtioP9Test, NoInterruptFlagSuppressesSignal) {
     activate();
-    q_.set_avail_flags(virtq::kAvailFNoInterrupt);
+    q_.set_avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
     submit(tversion());
     dev_->queue_notify(0);
     ASSERT_EQ(wait_used(1).size(), 1u);

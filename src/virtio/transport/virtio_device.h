@@ -28,11 +28,6 @@ namespace virtio {
 inline constexpr uint64_t bit(unsigned n) {
     return uint64_t{1} << n;
 }
-
-// Kept for src/virtio/9p and tests/unit/virtio_p9_test.cpp (another owner)
-// until they use VIRTIO_ID_9P and bit(VIRTIO_F_VERSION_1).
-inline constexpr uint16_t kType9p = VIRTIO_ID_9P;
-inline constexpr uint64_t kFVersion1 = bit(VIRTIO_F_VERSION_1);
 }  // namespace virtio
 
 // How a device raises interrupts; implemented by the transport. Thread-safe:

@@ -50,9 +50,6 @@ inline constexpr uint64_t avail_ring_bytes(uint32_t size) {
 inline constexpr uint64_t used_ring_bytes(uint32_t size) {
     return sizeof(vring_used) + sizeof(vring_used_elem) * size + sizeof(__virtio16);
 }
-// Kept for tests/unit/virtio_p9_test.cpp (another owner) until it uses
-// VRING_AVAIL_F_NO_INTERRUPT.
-inline constexpr uint16_t kAvailFNoInterrupt = VRING_AVAIL_F_NO_INTERRUPT;
 }  // namespace virtq
 
 // The layouts this code (and every driver) relies on: the virtio 1.x split
