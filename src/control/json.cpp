@@ -1,5 +1,6 @@
 #include "control/json.h"
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <unordered_set>
@@ -47,6 +48,12 @@ std::string describe_syntax_error(std::string_view text, size_t offset, std::str
     return out;
 }
 
+template <typename I>
+size_t literal_chars(I i) {
+    char buf[24];
+    return static_cast<size_t>(std::to_chars(buf, buf + sizeof(buf), i).ptr - buf);
+}
+
 // Builds the value for nlohmann::json::sax_parse() while enforcing the
 // limits it does not know about.
 class LimitedBuilder {
@@ -62,10 +69,10 @@ class LimitedBuilder {
     bool number_integer(int64_t i) {
         // The lexer allows no leading zeros, so the literal is as long as its
         // formatted value (give or take "-0").
-        return check_number_chars(fmt::formatted_size("{}", i)) && put(i);
+        return check_number_chars(literal_chars(i)) && put(i);
     }
     bool number_unsigned(uint64_t u) {
-        if (!check_number_chars(fmt::formatted_size("{}", u))) return false;
+        if (!check_number_chars(literal_chars(u))) return false;
         if (u > kInt64Max) return fail("integer out of range");
         return put(static_cast<int64_t>(u));
     }
