@@ -77,10 +77,17 @@ class LimitedBuilder {
         return put(static_cast<int64_t>(u));
     }
     // Also what an integer literal that overflows int64 and uint64 becomes.
-    bool number_float(double d, const std::string& literal) {
+    // The value is converted again with from_chars, which (unlike nlohmann's
+    // strtod) reports underflow too: a nonzero literal that would come back as
+    // zero or a subnormal is as out of range as one that would be infinite.
+    bool number_float(double, const std::string& literal) {
         if (!check_number_chars(literal.size())) return false;
         if (literal.find_first_of(".eE") == std::string::npos) return fail("integer out of range");
-        if (!std::isfinite(d)) return fail("number out of range");
+        double d = 0;
+        const char* end = literal.data() + literal.size();
+        auto r = std::from_chars(literal.data(), end, d);
+        if (r.ec != std::errc() || r.ptr != end || !std::isfinite(d))
+            return fail("number out of range");
         return put(d);
     }
     bool string(std::string& s) { return check_string(s) && put(std::move(s)); }
@@ -112,7 +119,7 @@ class LimitedBuilder {
     bool parse_error(size_t position, const std::string& token, const Json::exception& e) {
         // nlohmann reports a float literal beyond double's range here rather
         // than through number_float(); judge it as number_float() would.
-        if (e.id == kNumberOverflow) return number_float(HUGE_VAL, token);
+        if (e.id == kNumberOverflow) return number_float(0, token);
         // position counts the bytes read, the offending one included.
         const size_t offset = position > 0 ? position - 1 : 0;
         error_ = fmt::format("invalid JSON at offset {}: {}", offset,

@@ -222,6 +222,11 @@ TEST(ControlJson, RejectsIntegersPastInt64AtEveryWidth) {
     EXPECT_EQ(as_double(parse_ok("1e19")), 1e19);
     EXPECT_EQ(as_double(parse_ok("1.7976931348623157e308")), std::numeric_limits<double>::max());
     EXPECT_NE(parse_error("1.8e308").find("number out of range"), std::string::npos);
+    // Underflow too: a nonzero literal must not come back as zero.
+    EXPECT_NE(parse_error("1e-400").find("number out of range"), std::string::npos);
+    EXPECT_NE(parse_error("-1.5e-3111111").find("number out of range"), std::string::npos);
+    EXPECT_EQ(as_double(parse_ok("0e-400")), 0.0);
+    EXPECT_EQ(as_double(parse_ok("2.2250738585072014e-308")), std::numeric_limits<double>::min());
     // The character cap counts the whole literal, exponent included.
     JsonParseLimits small;
     small.max_number_chars = 5;
