@@ -31,9 +31,10 @@ int balloon_cmd(const BalloonOptions& o) {
         log::error("{}", r.error().message);
         return kExitControlError;
     }
-    fmt::print("{}: balloon target {} (the guest holds {} now)\n", o.name,
-               format_bytes(static_cast<uint64_t>(r->get_int("target_bytes").value_or(0))),
-               format_bytes(static_cast<uint64_t>(r->get_int("actual_bytes").value_or(0))));
+    fmt::print(
+        "{}: balloon target {} (the guest holds {} now)\n", o.name,
+        format_bytes(static_cast<uint64_t>(control::get_int(*r, "target_bytes").value_or(0))),
+        format_bytes(static_cast<uint64_t>(control::get_int(*r, "actual_bytes").value_or(0))));
     return 0;
 }
 

@@ -23,7 +23,7 @@ void add_debug_command(CLI::App& app, Dispatch& d) {
                 log::error("{}", r.error().message);
                 return kExitControlError;
             }
-            fmt::print("{}", r->get_string("text").value_or(""));
+            fmt::print("{}", control::get_string(*r, "text").value_or(""));
             return 0;
         };
     });

@@ -35,24 +35,29 @@ int list_instances_cmd(bool json) {
         }
         control::Json row = control::Json::object();
         for (const char* k : {"name", "kind", "pid", "state", "cpus", "mem_bytes", "uptime_s"})
-            if (const control::Json* v = info->find(k)) row.set(k, *v);
+            if (const control::Json* v = control::find_member(*info, k)) row[k] = *v;
         rows.push_back(std::move(row));
     }
     if (json) {
-        fmt::print("{}\n", rows.dump());
+        fmt::print("{}\n", control::dump_json(rows));
         return 0;
     }
     fmt::print("{:<20} {:>8} {:<9} {:<8} {:>4} {:>7} {:>8}\n", "NAME", "PID", "STATE", "KIND",
                "CPUS", "MEMORY", "UPTIME");
-    for (const auto& r : *rows.as_array()) {
+    for (const auto& r : rows) {
         fmt::print(
-            "{:<20} {:>8} {:<9} {:<8} {:>4} {:>7} {:>8}\n", r.get_string("name").value_or("?"),
-            r.get_int("pid") ? fmt::format("{}", *r.get_int("pid")) : "-",
-            r.get_string("state").value_or("?"), r.get_string("kind").value_or("-"),
-            r.get_int("cpus") ? fmt::format("{}", *r.get_int("cpus")) : "-",
-            r.get_int("mem_bytes") ? format_bytes(static_cast<uint64_t>(*r.get_int("mem_bytes")))
-                                   : "-",
-            r.get_double("uptime_s") ? format_duration(*r.get_double("uptime_s")) : "-");
+            "{:<20} {:>8} {:<9} {:<8} {:>4} {:>7} {:>8}\n",
+            control::get_string(r, "name").value_or("?"),
+            control::get_int(r, "pid") ? fmt::format("{}", *control::get_int(r, "pid")) : "-",
+            control::get_string(r, "state").value_or("?"),
+            control::get_string(r, "kind").value_or("-"),
+            control::get_int(r, "cpus") ? fmt::format("{}", *control::get_int(r, "cpus")) : "-",
+            control::get_int(r, "mem_bytes")
+                ? format_bytes(static_cast<uint64_t>(*control::get_int(r, "mem_bytes")))
+                : "-",
+            control::get_double(r, "uptime_s")
+                ? format_duration(*control::get_double(r, "uptime_s"))
+                : "-");
     }
     return 0;
 }

@@ -14,7 +14,7 @@ namespace kvmsandbox::cli {
 namespace {
 
 uint64_t u(const control::Json& j, const char* key) {
-    return static_cast<uint64_t>(j.get_int(key).value_or(0));
+    return static_cast<uint64_t>(control::get_int(j, key).value_or(0));
 }
 
 int stat_cmd(const std::string& name, bool json) {
@@ -25,28 +25,28 @@ int stat_cmd(const std::string& name, bool json) {
     }
     const control::Json& s = *r;
     if (json) {
-        fmt::print("{}\n", s.dump());
+        fmt::print("{}\n", control::dump_json(s));
         return 0;
     }
-    fmt::print("{} ({}, pid {}): {}, up {}\n", name, s.get_string("kind").value_or("?"),
-               u(s, "pid"), s.get_string("state").value_or("?"),
-               format_duration(s.get_double("uptime_s").value_or(0)));
+    fmt::print("{} ({}, pid {}): {}, up {}\n", name, control::get_string(s, "kind").value_or("?"),
+               u(s, "pid"), control::get_string(s, "state").value_or("?"),
+               format_duration(control::get_double(s, "uptime_s").value_or(0)));
     fmt::print("memory: guest {}, VMM resident {}\n", format_bytes(u(s, "mem_bytes")),
                format_bytes(u(s, "vmm_rss_bytes")));
-    if (const control::Json* b = s.get_object("balloon"))
+    if (const control::Json* b = control::get_object(s, "balloon"))
         fmt::print("balloon: target {}, held by the guest {}\n",
                    format_bytes(u(*b, "target_bytes")), format_bytes(u(*b, "actual_bytes")));
-    if (const auto* vcpus = s.get_array("vcpus")) {
+    if (const auto* vcpus = control::get_array(s, "vcpus")) {
         for (const auto& v : *vcpus)
             fmt::print("vcpu {}: {} exits (io {}, mmio {}, other {})\n", u(v, "id"), u(v, "exits"),
                        u(v, "io"), u(v, "mmio"), u(v, "other"));
     }
-    if (const auto* devices = s.get_array("devices")) {
+    if (const auto* devices = control::get_array(s, "devices")) {
         for (const auto& d : *devices) {
-            std::string line = d.get_string("name").value_or("?") + ":";
-            if (const control::Json* c = d.get_object("counters"))
-                for (const auto& [k, v] : *c->as_object())
-                    line += fmt::format(" {}={}", k, v.as_int().value_or(0));
+            std::string line = control::get_string(d, "name").value_or("?") + ":";
+            if (const control::Json* c = control::get_object(d, "counters"))
+                for (const auto& [k, v] : c->items())
+                    line += fmt::format(" {}={}", k, control::as_int(v).value_or(0));
             fmt::print("{}\n", line);
         }
     }

@@ -55,7 +55,7 @@ Result<Json> ControlClient::request(const std::string& socket_path, const Json& 
     const auto deadline = Clock::now() + timeout;
     auto not_responding = [&] { return failf("instance {} is not responding", name); };
 
-    auto frame = encode_frame(request.dump());
+    auto frame = encode_frame(dump_json(request));
     if (!frame) return std::unexpected(frame.error());
 
     sockaddr_un addr{};
@@ -111,7 +111,7 @@ Result<Json> ControlClient::request(const std::string& socket_path, const Json& 
     FrameDecoder decoder;
     for (;;) {
         if (auto payload = decoder.next()) {
-            auto response = Json::parse(*payload, kMaxFrame);
+            auto response = parse_json(*payload, kMaxFrame);
             if (!response)
                 return failf("instance {} sent an invalid response: {}", name,
                              response.error().message);

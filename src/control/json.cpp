@@ -1,619 +1,302 @@
 #include "control/json.h"
 
-#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 namespace kvmsandbox::control {
 
 namespace {
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not
-// one (overlong forms, surrogates and code points above U+10FFFF are invalid).
-size_t utf8_sequence(std::string_view s, size_t i) {
-    auto at = [&](size_t k) -> unsigned { return static_cast<unsigned char>(s[k]); };
-    auto cont = [&](size_t k) { return k < s.size() && (at(k) & 0xC0) == 0x80; };
-    unsigned c = at(i);
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (!cont(i + 1) || !cont(i + 2)) return 0;
-        unsigned c1 = at(i + 1);
-        if (c == 0xE0 && c1 < 0xA0) return 0;  // overlong
-        if (c == 0xED && c1 > 0x9F) return 0;  // UTF-16 surrogate
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
-        unsigned c1 = at(i + 1);
-        if (c == 0xF0 && c1 < 0x90) return 0;  // overlong
-        if (c == 0xF4 && c1 > 0x8F) return 0;  // above U+10FFFF
-        return 4;
-    }
-    return 0;
+constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+constexpr int kNumberOverflow = 406;  // nlohmann's out_of_range.406
+
+// Names the byte at `offset` for a message without echoing raw input.
+std::string describe_byte(std::string_view text, size_t offset) {
+    if (offset >= text.size()) return "unexpected end of input";
+    auto c = static_cast<unsigned char>(text[offset]);
+    if (c > 0x20 && c < 0x7F) return fmt::format("unexpected character '{}'", char(c));
+    return fmt::format("unexpected byte 0x{:02x}", c);
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
+// Our wording for one of nlohmann's syntax errors. Its own message quotes the
+// input ("last read: ..."), which would put hostile bytes into replies and
+// logs; ours names at most one byte.
+std::string describe_syntax_error(std::string_view text, size_t offset, std::string_view what) {
+    auto has = [&](std::string_view s) { return what.find(s) != std::string_view::npos; };
+    if (has("; expected end of input")) return "trailing data after the value";
+    if (has("ill-formed UTF-8")) return "invalid UTF-8 in string";
+    if (has("missing closing quote") ||
+        (has("forbidden character after backslash") && offset >= text.size()))
+        return "unterminated string";
+    if (has("forbidden character after backslash")) return "invalid escape in string";
+    if (has("must be followed by 4 hex digits")) return "\\u needs four hex digits";
+    if (has("surrogate U+D800..U+DBFF")) return "lone high surrogate in \\u escape";
+    if (has("surrogate U+DC00..U+DFFF")) return "lone low surrogate in \\u escape";
+    if (has("invalid string: control character")) return "control character in string";
+    if (has("invalid number")) return "invalid number";
+    if (has("unexpected end of input")) {
+        if (has("while parsing array")) return "unterminated array";
+        if (has("while parsing object")) return "unterminated object";
     }
+    // nlohmann's "; expected <token>" names only token kinds, never input.
+    std::string out = describe_byte(text, offset);
+    if (auto e = what.rfind("; expected "); e != std::string_view::npos) out += what.substr(e);
+    return out;
 }
 
-bool is_digit(char c) {
-    return c >= '0' && c <= '9';
+template <typename I>
+size_t literal_chars(I i) {
+    char buf[24];
+    return static_cast<size_t>(std::to_chars(buf, buf + sizeof(buf), i).ptr - buf);
 }
 
-class Parser {
+// Builds the value for nlohmann::json::sax_parse() while enforcing the
+// limits it does not know about.
+class LimitedBuilder {
   public:
-    Parser(std::string_view text, const JsonParseLimits& limits) : s_(text), limits_(limits) {}
+    LimitedBuilder(std::string_view text, const JsonParseLimits& limits)
+        : text_(text), limits_(limits) {}
 
-    Result<Json> parse_document() {
-        skip_ws();
-        auto v = value(0);
-        if (!v) return v;
-        skip_ws();
-        if (pos_ != s_.size()) return error("trailing data after the value");
-        return v;
+    Json take() { return std::move(root_); }
+    const std::string& error() const { return error_; }
+
+    bool null() { return put(nullptr); }
+    bool boolean(bool b) { return put(b); }
+    bool number_integer(int64_t i) {
+        // The lexer allows no leading zeros, so the literal is as long as its
+        // formatted value (give or take "-0").
+        return check_number_chars(literal_chars(i)) && put(i);
     }
-
-  private:
-    std::unexpected<Error> error(std::string_view what) const {
-        return failf("invalid JSON at offset {}: {}", pos_, what);
+    bool number_unsigned(uint64_t u) {
+        if (!check_number_chars(literal_chars(u))) return false;
+        if (u > kInt64Max) return fail("integer out of range");
+        return put(static_cast<int64_t>(u));
     }
-
-    // Names the byte at pos_ for a message without echoing raw input.
-    std::string describe_here() const {
-        if (pos_ >= s_.size()) return "unexpected end of input";
-        unsigned char c = static_cast<unsigned char>(s_[pos_]);
-        if (c > 0x20 && c < 0x7F) return fmt::format("unexpected character '{}'", char(c));
-        return fmt::format("unexpected byte 0x{:02x}", c);
+    // Also what an integer literal that overflows int64 and uint64 becomes.
+    // The value is converted again with from_chars, which (unlike nlohmann's
+    // strtod) reports underflow too: a nonzero literal that would come back as
+    // zero or a subnormal is as out of range as one that would be infinite.
+    bool number_float(double, const std::string& literal) {
+        if (!check_number_chars(literal.size())) return false;
+        if (literal.find_first_of(".eE") == std::string::npos) return fail("integer out of range");
+        double d = 0;
+        const char* end = literal.data() + literal.size();
+        auto r = std::from_chars(literal.data(), end, d);
+        if (r.ec != std::errc() || r.ptr != end || !std::isfinite(d))
+            return fail("number out of range");
+        return put(d);
     }
+    bool string(std::string& s) { return check_string(s) && put(std::move(s)); }
+    bool binary(Json::binary_t&) { return fail("binary value"); }  // not in JSON text
 
-    void skip_ws() {
-        while (pos_ < s_.size() &&
-               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-            ++pos_;
+    bool start_object(size_t) {
+        if (!open(Json::object())) return false;
+        keys_.emplace_back();
+        return true;
     }
-
-    bool consume_literal(std::string_view lit) {
-        if (s_.substr(pos_, lit.size()) != lit) return false;
-        pos_ += lit.size();
+    bool key(std::string& k) {
+        if (!check_string(k)) return false;
+        // A set, so a hostile object with many keys cannot make this quadratic.
+        if (!keys_.back().insert(k).second) return fail("duplicate key");
+        key_ = std::move(k);
+        return true;
+    }
+    bool end_object() {
+        keys_.pop_back();
+        open_.pop_back();
+        return true;
+    }
+    bool start_array(size_t) { return open(Json::array()); }
+    bool end_array() {
+        open_.pop_back();
         return true;
     }
 
-    Result<Json> value(int depth) {
-        if (pos_ >= s_.size()) return error("unexpected end of input");
-        switch (s_[pos_]) {
-            case '{':
-                return object(depth + 1);
-            case '[':
-                return array(depth + 1);
-            case '"': {
-                auto str = string();
-                if (!str) return std::unexpected(str.error());
-                return Json(std::move(*str));
-            }
-            case 't':
-                if (consume_literal("true")) return Json(true);
-                break;
-            case 'f':
-                if (consume_literal("false")) return Json(false);
-                break;
-            case 'n':
-                if (consume_literal("null")) return Json(nullptr);
-                break;
-            default:
-                if (s_[pos_] == '-' || is_digit(s_[pos_])) return number();
-                break;
-        }
-        return error(describe_here());
+    bool parse_error(size_t position, const std::string& token, const Json::exception& e) {
+        // nlohmann reports a float literal beyond double's range here rather
+        // than through number_float(); judge it as number_float() would.
+        if (e.id == kNumberOverflow) return number_float(0, token);
+        // position counts the bytes read, the offending one included.
+        const size_t offset = position > 0 ? position - 1 : 0;
+        error_ = fmt::format("invalid JSON at offset {}: {}", offset,
+                             describe_syntax_error(text_, offset, e.what()));
+        return false;
     }
 
-    Result<Json> array(int depth) {
-        if (depth > limits_.max_depth)
-            return error(fmt::format("nesting deeper than {} levels", limits_.max_depth));
-        ++pos_;  // '['
-        Json::Array items;
-        skip_ws();
-        if (pos_ < s_.size() && s_[pos_] == ']') {
-            ++pos_;
-            return Json(std::move(items));
-        }
-        for (;;) {
-            skip_ws();
-            auto v = value(depth);
-            if (!v) return v;
-            items.push_back(std::move(*v));
-            skip_ws();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == ']') {
-                ++pos_;
-                return Json(std::move(items));
-            }
-            return error(pos_ >= s_.size() ? "unterminated array" : "expected ',' or ']'");
-        }
+  private:
+    bool fail(std::string_view what) {
+        error_ = fmt::format("invalid JSON: {}", what);
+        return false;
+    }
+    bool check_number_chars(size_t n) {
+        if (n <= limits_.max_number_chars) return true;
+        return fail(fmt::format("number longer than {} characters", limits_.max_number_chars));
+    }
+    bool check_string(const std::string& s) {
+        if (s.size() <= limits_.max_string) return true;
+        return fail(fmt::format("string longer than {} bytes", limits_.max_string));
     }
 
-    Result<Json> object(int depth) {
-        if (depth > limits_.max_depth)
-            return error(fmt::format("nesting deeper than {} levels", limits_.max_depth));
-        ++pos_;  // '{'
-        Json::Object members;
-        // Duplicate detection is a linear scan for small objects; a large one
-        // switches to a set so a hostile input cannot make it quadratic.
-        constexpr size_t kLinearMax = 16;
-        std::unordered_set<std::string> seen;
-        skip_ws();
-        if (pos_ < s_.size() && s_[pos_] == '}') {
-            ++pos_;
-            return Json(std::move(members));
+    // Places a value in the innermost open container (or as the root);
+    // returns where it went.
+    Json* place(Json&& v) {
+        if (open_.empty()) {
+            root_ = std::move(v);
+            return &root_;
         }
-        for (;;) {
-            skip_ws();
-            if (pos_ >= s_.size()) return error("unterminated object");
-            if (s_[pos_] != '"') return error("expected a string key");
-            size_t key_pos = pos_;
-            auto key = string();
-            if (!key) return std::unexpected(key.error());
-            bool dup = false;
-            if (members.size() < kLinearMax) {
-                for (const auto& m : members) dup = dup || m.first == *key;
-            } else {
-                if (seen.empty())
-                    for (const auto& m : members) seen.insert(m.first);
-                dup = !seen.insert(*key).second;
-            }
-            if (dup) {
-                pos_ = key_pos;
-                return error("duplicate key");
-            }
-            skip_ws();
-            if (pos_ >= s_.size() || s_[pos_] != ':') return error("expected ':' after a key");
-            ++pos_;
-            skip_ws();
-            auto v = value(depth);
-            if (!v) return v;
-            members.emplace_back(std::move(*key), std::move(*v));
-            skip_ws();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == '}') {
-                ++pos_;
-                return Json(std::move(members));
-            }
-            return error(pos_ >= s_.size() ? "unterminated object" : "expected ',' or '}'");
+        Json& parent = *open_.back();
+        if (parent.is_array()) {
+            auto& items = parent.get_ref<Json::array_t&>();
+            items.push_back(std::move(v));
+            return &items.back();
         }
+        // key() ruled out duplicates: append without ordered_map's linear
+        // search for an existing key.
+        auto& members = parent.get_ref<Json::object_t&>();
+        members.emplace_back(std::move(key_), std::move(v));
+        return &members.back().second;
+    }
+    bool put(Json&& v) {
+        place(std::move(v));
+        return true;
+    }
+    // Only the innermost open container ever grows, so pointers to the
+    // enclosing ones stay valid.
+    bool open(Json&& container) {
+        if (open_.size() >= static_cast<size_t>(limits_.max_depth))
+            return fail(fmt::format("nesting deeper than {} levels", limits_.max_depth));
+        open_.push_back(place(std::move(container)));
+        return true;
     }
 
-    // Four hex digits at pos_ (after "\u").
-    std::optional<uint32_t> hex4() {
-        if (s_.size() - pos_ < 4) return std::nullopt;
-        uint32_t v = 0;
-        for (int i = 0; i < 4; ++i) {
-            char c = s_[pos_ + i];
-            v <<= 4;
-            if (c >= '0' && c <= '9')
-                v |= static_cast<uint32_t>(c - '0');
-            else if (c >= 'a' && c <= 'f')
-                v |= static_cast<uint32_t>(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F')
-                v |= static_cast<uint32_t>(c - 'A' + 10);
-            else
-                return std::nullopt;
-        }
-        pos_ += 4;
-        return v;
-    }
-
-    Result<std::string> string() {
-        size_t start = pos_;
-        ++pos_;  // opening quote
-        std::string out;
-        for (;;) {
-            if (out.size() > limits_.max_string) {
-                pos_ = start;
-                return error(fmt::format("string longer than {} bytes", limits_.max_string));
-            }
-            if (pos_ >= s_.size()) {
-                pos_ = start;
-                return error("unterminated string");
-            }
-            unsigned char c = static_cast<unsigned char>(s_[pos_]);
-            if (c == '"') {
-                ++pos_;
-                return out;
-            }
-            if (c < 0x20) return error("control character in string");
-            if (c >= 0x80) {
-                size_t n = utf8_sequence(s_, pos_);
-                if (n == 0) return error("invalid UTF-8 in string");
-                out.append(s_.substr(pos_, n));
-                pos_ += n;
-                continue;
-            }
-            if (c != '\\') {
-                out += static_cast<char>(c);
-                ++pos_;
-                continue;
-            }
-            size_t esc_pos = pos_;
-            ++pos_;
-            if (pos_ >= s_.size()) {
-                pos_ = start;
-                return error("unterminated string");
-            }
-            char e = s_[pos_++];
-            switch (e) {
-                case '"':
-                case '\\':
-                case '/':
-                    out += e;
-                    break;
-                case 'b':
-                    out += '\b';
-                    break;
-                case 'f':
-                    out += '\f';
-                    break;
-                case 'n':
-                    out += '\n';
-                    break;
-                case 'r':
-                    out += '\r';
-                    break;
-                case 't':
-                    out += '\t';
-                    break;
-                case 'u': {
-                    auto hi = hex4();
-                    if (!hi) {
-                        pos_ = esc_pos;
-                        return error("\\u needs four hex digits");
-                    }
-                    uint32_t cp = *hi;
-                    if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                        pos_ = esc_pos;
-                        return error("lone low surrogate in \\u escape");
-                    }
-                    if (cp >= 0xD800 && cp <= 0xDBFF) {
-                        std::optional<uint32_t> lo;
-                        if (consume_literal("\\u")) lo = hex4();
-                        if (!lo || *lo < 0xDC00 || *lo > 0xDFFF) {
-                            pos_ = esc_pos;
-                            return error("lone high surrogate in \\u escape");
-                        }
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (*lo - 0xDC00);
-                    }
-                    append_utf8(out, cp);
-                    break;
-                }
-                default:
-                    pos_ = esc_pos;
-                    return error("invalid escape in string");
-            }
-        }
-    }
-
-    Result<Json> number() {
-        size_t start = pos_;
-        size_t p = pos_;
-        auto digits = [&] {
-            size_t d = p;
-            while (p < s_.size() && is_digit(s_[p])) ++p;
-            return p - d;
-        };
-        if (s_[p] == '-') ++p;
-        if (p < s_.size() && s_[p] == '0') {
-            ++p;
-        } else if (digits() == 0) {
-            pos_ = p;
-            return error("invalid number");
-        }
-        bool integral = true;
-        if (p < s_.size() && s_[p] == '.') {
-            ++p;
-            integral = false;
-            if (digits() == 0) {
-                pos_ = p;
-                return error("invalid number");
-            }
-        }
-        if (p < s_.size() && (s_[p] == 'e' || s_[p] == 'E')) {
-            ++p;
-            integral = false;
-            if (p < s_.size() && (s_[p] == '+' || s_[p] == '-')) ++p;
-            if (digits() == 0) {
-                pos_ = p;
-                return error("invalid number");
-            }
-        }
-        if (p - start > limits_.max_number_chars)
-            return error(fmt::format("number longer than {} characters", limits_.max_number_chars));
-        const char* first = s_.data() + start;
-        const char* last = s_.data() + p;
-        if (integral) {
-            int64_t i = 0;
-            auto r = std::from_chars(first, last, i);
-            if (r.ec != std::errc() || r.ptr != last) return error("integer out of range");
-            pos_ = p;
-            return Json(i);
-        }
-        double d = 0;
-        auto r = std::from_chars(first, last, d);
-        if (r.ec != std::errc() || r.ptr != last || !std::isfinite(d))
-            return error("number out of range");
-        pos_ = p;
-        return Json(d);
-    }
-
-    std::string_view s_;
+    std::string_view text_;
     const JsonParseLimits& limits_;
-    size_t pos_ = 0;
+    Json root_;
+    std::vector<Json*> open_;
+    std::vector<std::unordered_set<std::string>> keys_;  // one per open object
+    std::string key_;
+    std::string error_;
 };
 
-void dump_string(std::string& out, std::string_view s) {
-    out += '"';
-    for (size_t i = 0; i < s.size();) {
-        unsigned char c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x80) {
-            size_t n = utf8_sequence(s, i);
-            if (n == 0) {
-                out += "\\ufffd";
-                ++i;
-            } else {
-                out.append(s.substr(i, n));
-                i += n;
-            }
-            continue;
-        }
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\b':
-                out += "\\b";
-                break;
-            case '\f':
-                out += "\\f";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20)
-                    out += fmt::format("\\u{:04x}", c);
-                else
-                    out += static_cast<char>(c);
-        }
-        ++i;
-    }
-    out += '"';
+bool has_big_unsigned(const Json& v) {
+    if (v.is_number_unsigned()) return v.get<uint64_t>() > kInt64Max;
+    if (!v.is_structured()) return false;
+    for (const auto& item : v)
+        if (has_big_unsigned(item)) return true;
+    return false;
 }
 
-void dump_value(std::string& out, const Json& v) {
-    switch (v.type()) {
-        case Json::Type::Null:
-            out += "null";
-            break;
-        case Json::Type::Bool:
-            out += *v.as_bool() ? "true" : "false";
-            break;
-        case Json::Type::Int:
-            out += fmt::format("{}", *v.as_int());
-            break;
-        case Json::Type::Double: {
-            double d = *v.as_double();
-            if (!std::isfinite(d)) {
-                out += "null";
-                break;
-            }
-            char buf[64];
-            auto r = std::to_chars(buf, buf + sizeof(buf), d);
-            std::string_view text(buf, static_cast<size_t>(r.ptr - buf));
-            out += text;
-            // Keep it a double when parsed back: "1" would come back an int.
-            if (text.find_first_of(".eE") == std::string_view::npos) out += ".0";
-            break;
-        }
-        case Json::Type::String:
-            dump_string(out, *v.as_string());
-            break;
-        case Json::Type::Array: {
-            out += '[';
-            bool first = true;
-            for (const auto& item : *v.as_array()) {
-                if (!first) out += ',';
-                first = false;
-                dump_value(out, item);
-            }
-            out += ']';
-            break;
-        }
-        case Json::Type::Object: {
-            out += '{';
-            bool first = true;
-            for (const auto& [key, item] : *v.as_object()) {
-                if (!first) out += ',';
-                first = false;
-                dump_string(out, key);
-                out += ':';
-                dump_value(out, item);
-            }
-            out += '}';
-            break;
-        }
+void big_unsigned_to_double(Json& v) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > kInt64Max) {
+        v = static_cast<double>(v.get<uint64_t>());
+    } else if (v.is_structured()) {
+        for (auto& item : v) big_unsigned_to_double(item);
     }
 }
 
 }  // namespace
 
-Json::Json(Object o) {
-    Object members;
-    members.reserve(o.size());
-    for (auto& [key, value] : o) {
-        auto it = std::find_if(members.begin(), members.end(),
-                               [&](const Member& m) { return m.first == key; });
-        if (it != members.end())
-            it->second = std::move(value);
-        else
-            members.emplace_back(std::move(key), std::move(value));
-    }
-    v_ = std::move(members);
-}
-
-Json Json::object(std::initializer_list<Member> members) {
-    return Json(Object(members));
-}
-
-Result<Json> Json::parse(std::string_view text, size_t max_input, const JsonParseLimits& limits) {
+Result<Json> parse_json(std::string_view text, size_t max_input, const JsonParseLimits& limits) {
     if (text.size() > max_input)
         return failf("invalid JSON: input too large ({} bytes, at most {})", text.size(),
                      max_input);
-    return Parser(text, limits).parse_document();
+    // nlohmann takes a NUL byte for the end of the input and skips a leading
+    // UTF-8 BOM; neither belongs in a message.
+    if (size_t nul = text.find('\0'); nul != std::string_view::npos)
+        return failf("invalid JSON at offset {}: {}", nul, describe_byte(text, nul));
+    if (text.starts_with('\xEF')) return failf("invalid JSON at offset 0: unexpected byte 0xef");
+    LimitedBuilder builder(text, limits);
+    if (!Json::sax_parse(text.begin(), text.end(), &builder)) return fail(builder.error());
+    return builder.take();
 }
 
-std::string Json::dump() const {
-    std::string out;
-    dump_value(out, *this);
-    return out;
+std::string dump_json(const Json& value) {
+    auto dump = [](const Json& v) {
+        return v.dump(-1, ' ', false, Json::error_handler_t::replace);
+    };
+    if (!has_big_unsigned(value)) return dump(value);
+    Json copy = value;
+    big_unsigned_to_double(copy);
+    return dump(copy);
 }
 
-std::optional<bool> Json::as_bool() const {
-    if (auto* b = std::get_if<bool>(&v_)) return *b;
+std::optional<int64_t> as_int(const Json& value) {
+    if (value.is_number_unsigned()) {
+        auto u = value.get<uint64_t>();
+        if (u > kInt64Max) return std::nullopt;
+        return static_cast<int64_t>(u);
+    }
+    if (value.is_number_integer()) return value.get<int64_t>();
     return std::nullopt;
 }
 
-std::optional<int64_t> Json::as_int() const {
-    if (auto* i = std::get_if<int64_t>(&v_)) return *i;
-    return std::nullopt;
+std::optional<double> as_double(const Json& value) {
+    if (!value.is_number()) return std::nullopt;
+    return value.get<double>();
 }
 
-std::optional<double> Json::as_double() const {
-    if (auto* d = std::get_if<double>(&v_)) return *d;
-    if (auto* i = std::get_if<int64_t>(&v_)) return static_cast<double>(*i);
-    return std::nullopt;
+const Json* find_member(const Json& obj, std::string_view key) {
+    if (!obj.is_object()) return nullptr;
+    auto it = obj.find(key);
+    return it == obj.end() ? nullptr : &*it;
 }
 
-const std::string* Json::as_string() const {
-    return std::get_if<std::string>(&v_);
-}
-const Json::Array* Json::as_array() const {
-    return std::get_if<Array>(&v_);
-}
-const Json::Object* Json::as_object() const {
-    return std::get_if<Object>(&v_);
-}
-
-const Json* Json::find(std::string_view key) const {
-    const Object* o = as_object();
-    if (!o) return nullptr;
-    for (const auto& m : *o)
-        if (m.first == key) return &m.second;
-    return nullptr;
-}
-
-std::optional<std::string> Json::get_string(std::string_view key) const {
-    const Json* v = find(key);
+std::optional<std::string> get_string(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
     if (!v || !v->is_string()) return std::nullopt;
-    return *v->as_string();
+    return v->get_ref<const std::string&>();
 }
 
-std::optional<int64_t> Json::get_int(std::string_view key) const {
-    const Json* v = find(key);
-    return v ? v->as_int() : std::nullopt;
+std::optional<int64_t> get_int(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
+    return v ? as_int(*v) : std::nullopt;
 }
 
-std::optional<double> Json::get_double(std::string_view key) const {
-    const Json* v = find(key);
-    return v ? v->as_double() : std::nullopt;
+std::optional<double> get_double(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
+    return v ? as_double(*v) : std::nullopt;
 }
 
-std::optional<bool> Json::get_bool(std::string_view key) const {
-    const Json* v = find(key);
-    return v ? v->as_bool() : std::nullopt;
+std::optional<bool> get_bool(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
+    if (!v || !v->is_boolean()) return std::nullopt;
+    return v->get<bool>();
 }
 
-const Json::Array* Json::get_array(std::string_view key) const {
-    const Json* v = find(key);
-    return v ? v->as_array() : nullptr;
+const Json* get_array(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
+    return v && v->is_array() ? v : nullptr;
 }
 
-const Json* Json::get_object(std::string_view key) const {
-    const Json* v = find(key);
+const Json* get_object(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
     return v && v->is_object() ? v : nullptr;
 }
 
-Result<std::string> Json::require_string(std::string_view key) const {
-    const Json* v = find(key);
+Result<std::string> require_string(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
     if (!v) return failf("field '{}' is missing", key);
     if (!v->is_string()) return failf("field '{}' must be a string", key);
-    return *v->as_string();
+    return v->get<std::string>();
 }
 
-Result<int64_t> Json::require_int(std::string_view key) const {
-    const Json* v = find(key);
+Result<int64_t> require_int(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
     if (!v) return failf("field '{}' is missing", key);
-    if (!v->is_int()) return failf("field '{}' must be an integer", key);
-    return *v->as_int();
+    auto i = as_int(*v);
+    if (!i) return failf("field '{}' must be an integer", key);
+    return *i;
 }
 
-Result<bool> Json::require_bool(std::string_view key) const {
-    const Json* v = find(key);
+Result<bool> require_bool(const Json& obj, std::string_view key) {
+    const Json* v = find_member(obj, key);
     if (!v) return failf("field '{}' is missing", key);
-    if (!v->is_bool()) return failf("field '{}' must be true or false", key);
-    return *v->as_bool();
-}
-
-Json& Json::set(std::string key, Json value) {
-    if (!is_object()) v_ = Object{};
-    auto& members = std::get<Object>(v_);
-    for (auto& m : members) {
-        if (m.first == key) {
-            m.second = std::move(value);
-            return *this;
-        }
-    }
-    members.emplace_back(std::move(key), std::move(value));
-    return *this;
-}
-
-Json& Json::push_back(Json value) {
-    if (!is_array()) v_ = Array{};
-    std::get<Array>(v_).push_back(std::move(value));
-    return *this;
-}
-
-size_t Json::size() const {
-    if (auto* a = as_array()) return a->size();
-    if (auto* o = as_object()) return o->size();
-    return 0;
+    if (!v->is_boolean()) return failf("field '{}' must be true or false", key);
+    return v->get<bool>();
 }
 
 }  // namespace kvmsandbox::control

@@ -7,23 +7,22 @@ namespace {
 constexpr size_t kMaxErrorMessage = 1000;
 
 Json with_members(Json base, const Json& extra, std::initializer_list<std::string_view> reserved) {
-    if (const auto* members = extra.as_object()) {
-        for (const auto& [key, value] : *members) {
-            bool skip = false;
-            for (auto r : reserved) skip = skip || key == r;
-            if (!skip) base.set(key, value);
-        }
+    if (!extra.is_object()) return base;
+    for (const auto& [key, value] : extra.items()) {
+        bool skip = false;
+        for (auto r : reserved) skip = skip || key == r;
+        if (!skip) base[key] = value;
     }
     return base;
 }
 
 Result<void> check_version(const Json& msg, std::string_view what) {
     if (!msg.is_object()) return failf("{} is not a JSON object", what);
-    const Json* v = msg.find("v");
+    const Json* v = find_member(msg, "v");
     if (!v) return failf("{} has no protocol version", what);
-    if (!v->is_int()) return failf("{} has an invalid protocol version", what);
-    if (*v->as_int() != kProtocolVersion)
-        return failf("protocol version {} not supported", *v->as_int());
+    auto version = as_int(*v);
+    if (!version) return failf("{} has an invalid protocol version", what);
+    if (*version != kProtocolVersion) return failf("protocol version {} not supported", *version);
     return {};
 }
 
@@ -56,25 +55,25 @@ Json error_response(std::string_view message) {
 
 Result<std::string> validate_request(const Json& request) {
     if (auto r = check_version(request, "request"); !r) return std::unexpected(r.error());
-    const Json* cmd = request.find("cmd");
+    const Json* cmd = find_member(request, "cmd");
     if (!cmd) return fail("request has no command");
-    if (!cmd->is_string() || cmd->as_string()->empty())
+    if (!cmd->is_string() || cmd->get_ref<const std::string&>().empty())
         return fail("request has an invalid command");
-    return *cmd->as_string();
+    return cmd->get<std::string>();
 }
 
 Result<void> validate_response(const Json& response) {
     if (auto r = check_version(response, "response"); !r) return r;
-    auto ok = response.get_bool("ok");
+    auto ok = get_bool(response, "ok");
     if (!ok) return fail("response has no valid 'ok' field");
-    if (!*ok && !response.get_string("error")) return fail("error response has no message");
+    if (!*ok && !get_string(response, "error")) return fail("error response has no message");
     return {};
 }
 
 Result<Json> response_result(Json response) {
     if (auto r = validate_response(response); !r) return std::unexpected(r.error());
-    if (*response.get_bool("ok")) return response;
-    return fail(*response.get_string("error"), 1);
+    if (*get_bool(response, "ok")) return response;
+    return fail(*get_string(response, "error"), 1);
 }
 
 }  // namespace kvmsandbox::control

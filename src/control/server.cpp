@@ -33,7 +33,7 @@ constexpr int kAcceptsPerWakeup = 16;
 // One frame straight onto a socket we are about to close: best effort,
 // nonblocking, for refusals at accept time.
 void send_refusal(int fd, std::string_view message) {
-    auto frame = encode_frame(error_response(message).dump());
+    auto frame = encode_frame(dump_json(error_response(message)));
     if (!frame) return;
     [[maybe_unused]] auto n = ::send(fd, frame->data(), frame->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
@@ -289,7 +289,7 @@ void ControlServer::schedule_pump(const std::shared_ptr<Conn>& c) {
 
 void ControlServer::handle_frame(const std::shared_ptr<Conn>& c, const std::string& payload) {
     c->last_active = Clock::now();
-    auto request = Json::parse(payload, kMaxFrame);
+    auto request = parse_json(payload, kMaxFrame);
     if (!request) {
         queue_reply(*c,
                     error_response(fmt::format("invalid request: {}", request.error().message)));
@@ -314,11 +314,11 @@ void ControlServer::handle_frame(const std::shared_ptr<Conn>& c, const std::stri
 }
 
 void ControlServer::queue_reply(Conn& c, const Json& reply) {
-    std::string text = reply.dump();
+    std::string text = dump_json(reply);
     auto frame = encode_frame(text);
     if (!frame)
         frame = encode_frame(
-            error_response(fmt::format("reply too large ({} bytes)", text.size())).dump());
+            dump_json(error_response(fmt::format("reply too large ({} bytes)", text.size()))));
     if (c.out_off > 0 && c.out_off == c.out.size()) {
         c.out.clear();
         c.out_off = 0;

@@ -56,7 +56,7 @@ Json VmService::handle(const Json& request) {
         return ok_response(info_fields());
     }
     if (*cmd == "debug") {
-        const bool nmi = request.get_bool("nmi").value_or(false);
+        const bool nmi = get_bool(request, "nmi").value_or(false);
         auto text = machine_.debug_dump(nmi);
         if (!text) return error_response(text.error().message);
         return ok_response(Json::object({{"text", *text}}));
@@ -83,13 +83,13 @@ Json VmService::info_fields() const {
 Json VmService::stat() const {
     const MachineStats st = machine_.stats();
     Json out = info_fields();
-    out.set("vmm_rss_bytes", static_cast<int64_t>(st.vmm_rss_bytes));
+    out["vmm_rss_bytes"] = static_cast<int64_t>(st.vmm_rss_bytes);
     if (balloon_) {
         // Ask for fresh guest figures: they arrive for the next `stat`.
         (void)balloon_->request_stats();
-        out.set("balloon",
-                Json::object({{"target_bytes", static_cast<int64_t>(balloon_->target_bytes())},
-                              {"actual_bytes", static_cast<int64_t>(balloon_->actual_bytes())}}));
+        out["balloon"] =
+            Json::object({{"target_bytes", static_cast<int64_t>(balloon_->target_bytes())},
+                          {"actual_bytes", static_cast<int64_t>(balloon_->actual_bytes())}});
     }
     Json vcpus = Json::array();
     for (size_t i = 0; i < st.vcpus.size(); ++i) {
@@ -100,22 +100,22 @@ Json VmService::stat() const {
                                       {"mmio", static_cast<int64_t>(v.mmio)},
                                       {"other", static_cast<int64_t>(v.other)}}));
     }
-    out.set("vcpus", std::move(vcpus));
+    out["vcpus"] = std::move(vcpus);
     Json devices = Json::array();
     for (const auto& d : st.devices) {
         Json counters = Json::object();
-        for (const auto& [k, v] : d.counters) counters.set(k, static_cast<int64_t>(v));
+        for (const auto& [k, v] : d.counters) counters[k] = static_cast<int64_t>(v);
         devices.push_back(Json::object({{"name", d.name}, {"counters", std::move(counters)}}));
     }
-    out.set("devices", std::move(devices));
+    out["devices"] = std::move(devices);
     return out;
 }
 
 Json VmService::balloon(const Json& request) {
     if (!balloon_)
         return error_response(info_.name + " has no balloon device (start it with --balloon)");
-    const auto op = request.get_string("op");
-    const auto bytes = request.get_int("bytes");
+    const auto op = get_string(request, "op");
+    const auto bytes = get_int(request, "bytes");
     if (!op || (*op != "inflate" && *op != "deflate"))
         return error_response("balloon: op must be inflate or deflate");
     if (!bytes || *bytes <= 0) return error_response("balloon: bytes must be a positive number");
@@ -139,8 +139,8 @@ Json VmService::balloon(const Json& request) {
 }
 
 Json VmService::stop(const Json& request) {
-    const bool force = request.get_bool("force").value_or(false);
-    const int64_t grace = request.get_int("grace_s").value_or(kDefaultStopGraceSeconds);
+    const bool force = get_bool(request, "force").value_or(false);
+    const int64_t grace = get_int(request, "grace_s").value_or(kDefaultStopGraceSeconds);
     if (grace < 0 || grace > kMaxStopGraceSeconds)
         return error_response(
             fmt::format("stop: grace period must be 0..{} seconds", kMaxStopGraceSeconds));

@@ -230,7 +230,39 @@ def vmlinux(entry=0x200000, segs=((0x200000, 64, 64, 5), (0x400000, 32, 4096, 6)
     return eh + phs + body
 
 
+# ---- control socket ---------------------------------------------------------
+
+def frame(payload):
+    return struct.pack(">I", len(payload)) + payload
+
+
+def control_seeds():
+    """Byte 0 picks the mode: 0x00 frames fed at once, 0x0E frames fed 7 bytes
+    at a time, 0x01 one unframed payload."""
+    T = "fuzz_control"
+    requests = [b'{"v":1,"cmd":"info"}', b'{"v":1,"cmd":"stat"}', b'{"v":1,"cmd":"pause"}',
+                b'{"v":1,"cmd":"debug","nmi":true}',
+                b'{"v":1,"cmd":"balloon","op":"inflate","bytes":268435456}',
+                b'{"v":1,"cmd":"stop","grace_s":10,"force":false}']
+    write(T, "requests", b"\x00" + b"".join(frame(r) for r in requests))
+    write(T, "requests_chunked", b"\x0e" + b"".join(frame(r) for r in requests[:3]))
+    write(T, "reply_info", b"\x00" + frame(
+        b'{"v":1,"ok":true,"name":"dev","kind":"sandbox","pid":4242,"state":"running",'
+        b'"cpus":2,"mem_bytes":536870912,"uptime_s":12.5}'))
+    write(T, "reply_stat", b"\x01" +
+          b'{"v":1,"ok":true,"name":"dev","vmm_rss_bytes":41943040,'
+          b'"balloon":{"target_bytes":0,"actual_bytes":0},'
+          b'"vcpus":[{"id":0,"exits":1200,"io":800,"mmio":300,"other":100}],'
+          b'"devices":[{"name":"virtio-9p","counters":{"requests":77}}]}')
+    write(T, "reply_error", b"\x00" + frame(b'{"v":1,"ok":false,"error":"dev is not paused"}'))
+    write(T, "escapes", b"\x01" +
+          b'{"v":1,"cmd":"echo","s":"\\u00e9\\ud83d\\ude00\\n\\"","n":[-0,1.5e-3,-9223372036854775808],'
+          b'"e":{},"a":[],"z":null}')
+    write(T, "bad_version", b"\x01" + b'{"v":2,"cmd":"info"}')
+
+
 if __name__ == "__main__":
     p9_seeds()
     virtq_seeds()
     bzimage_seeds()
+    control_seeds()

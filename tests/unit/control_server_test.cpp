@@ -49,7 +49,7 @@ std::optional<Json> read_reply(int fd, FrameDecoder& d) {
     auto deadline = std::chrono::steady_clock::now() + kTimeout;
     for (;;) {
         if (auto f = d.next()) {
-            auto j = Json::parse(*f, kMaxFrame);
+            auto j = parse_json(*f, kMaxFrame);
             EXPECT_TRUE(j);
             return j ? *j : Json();
         }
@@ -104,9 +104,9 @@ class ControlServerTest : public ::testing::Test {
     std::optional<Json> handle(const Json& req, RequestContext& ctx) {
         handler_thread_ = std::this_thread::get_id();
         peer_pid_ = ctx.peer_pid();
-        std::string cmd = *req.get_string("cmd");
+        std::string cmd = *get_string(req, "cmd");
         if (cmd == "echo") {
-            const Json* msg = req.find("msg");
+            const Json* msg = find_member(req, "msg");
             return ok_response(Json::object({{"echo", msg ? *msg : Json()}}));
         }
         if (cmd == "fail") return error_response("it failed\non two lines");
@@ -177,9 +177,9 @@ TEST_F(ControlServerTest, RoundTripsSeveralRequests) {
     for (int i = 0; i < 5; ++i) {
         auto r = call(make_request("echo", Json::object({{"msg", i}})));
         ASSERT_TRUE(r) << r.error().message;
-        EXPECT_EQ(r->get_bool("ok"), true);
-        EXPECT_EQ(r->get_int("v"), 1);
-        EXPECT_EQ(r->get_int("echo"), i);
+        EXPECT_EQ(get_bool(*r, "ok"), true);
+        EXPECT_EQ(get_int(*r, "v"), 1);
+        EXPECT_EQ(get_int(*r, "echo"), i);
     }
     stop();
     EXPECT_NE(handler_thread_, std::this_thread::get_id());
@@ -191,8 +191,8 @@ TEST_F(ControlServerTest, HandlerErrorIsAnErrorResponse) {
     start();
     auto r = call(make_request("fail"));
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->get_bool("ok"), false);
-    EXPECT_EQ(r->get_string("error"), "it failed on two lines");
+    EXPECT_EQ(get_bool(*r, "ok"), false);
+    EXPECT_EQ(get_string(*r, "error"), "it failed on two lines");
     auto res = response_result(*r);
     ASSERT_FALSE(res);
     EXPECT_EQ(res.error().message, "it failed on two lines");
@@ -200,22 +200,22 @@ TEST_F(ControlServerTest, HandlerErrorIsAnErrorResponse) {
 
     auto unknown = call(make_request("frobnicate"));
     ASSERT_TRUE(unknown);
-    EXPECT_EQ(unknown->get_string("error"), "unknown command 'frobnicate'");
+    EXPECT_EQ(get_string(*unknown, "error"), "unknown command 'frobnicate'");
     auto silent = call(make_request("silent"));
     ASSERT_TRUE(silent);
-    EXPECT_EQ(silent->get_string("error"), "internal error: no reply to 'silent'");
+    EXPECT_EQ(get_string(*silent, "error"), "internal error: no reply to 'silent'");
 }
 
 TEST_F(ControlServerTest, SimpleHandler) {
     auto s = ControlServer::create(*loop_, path_, [](const Json& req) {
-        return ok_response(Json::object({{"cmd", *req.find("cmd")}}));
+        return ok_response(Json::object({{"cmd", *find_member(req, "cmd")}}));
     });
     ASSERT_TRUE(s);
     servers_.push_back(std::move(*s));
     start();
     auto r = call(make_request("hello"));
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->dump(), R"({"v":1,"ok":true,"cmd":"hello"})");
+    EXPECT_EQ(dump_json(*r), R"({"v":1,"ok":true,"cmd":"hello"})");
     stop();
 }
 
@@ -224,16 +224,16 @@ TEST_F(ControlServerTest, RejectsOtherVersionsAndBadRequests) {
     start();
     auto v2 = call(Json::object({{"v", 2}, {"cmd", "echo"}}));
     ASSERT_TRUE(v2) << v2.error().message;
-    EXPECT_EQ(v2->get_string("error"), "protocol version 2 not supported");
+    EXPECT_EQ(get_string(*v2, "error"), "protocol version 2 not supported");
     auto nov = call(Json::object({{"cmd", "echo"}}));
     ASSERT_TRUE(nov);
-    EXPECT_EQ(nov->get_string("error"), "request has no protocol version");
+    EXPECT_EQ(get_string(*nov, "error"), "request has no protocol version");
     auto nocmd = call(Json::object({{"v", 1}}));
     ASSERT_TRUE(nocmd);
-    EXPECT_EQ(nocmd->get_string("error"), "request has no command");
+    EXPECT_EQ(get_string(*nocmd, "error"), "request has no command");
     auto notobj = call(Json::array({1}));
     ASSERT_TRUE(notobj);
-    EXPECT_EQ(notobj->get_string("error"), "request is not a JSON object");
+    EXPECT_EQ(get_string(*notobj, "error"), "request is not a JSON object");
 }
 
 TEST_F(ControlServerTest, PipelinedRequestsOnOneConnection) {
@@ -244,16 +244,16 @@ TEST_F(ControlServerTest, PipelinedRequestsOnOneConnection) {
     std::string bytes = *encode_frame("{\"v\":1,");
     constexpr int kRequests = 200;  // more than one pump's budget
     for (int i = 0; i < kRequests; ++i)
-        bytes += *encode_frame(make_request("echo", Json::object({{"msg", i}})).dump());
+        bytes += *encode_frame(dump_json(make_request("echo", Json::object({{"msg", i}}))));
     send_all(fd.get(), bytes);
     FrameDecoder d;
     auto bad = read_reply(fd.get(), d);
     ASSERT_TRUE(bad);
-    EXPECT_NE(bad->get_string("error")->find("invalid request: invalid JSON"), std::string::npos);
+    EXPECT_NE(get_string(*bad, "error")->find("invalid request: invalid JSON"), std::string::npos);
     for (int i = 0; i < kRequests; ++i) {
         auto r = read_reply(fd.get(), d);
         ASSERT_TRUE(r);
-        ASSERT_EQ(r->get_int("echo"), i);
+        ASSERT_EQ(get_int(*r, "echo"), i);
     }
 }
 
@@ -264,8 +264,8 @@ TEST_F(ControlServerTest, RefusesOtherUid) {
     start();
     auto r = call(make_request("echo", Json::object({{"msg", 1}})));
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(r->get_bool("ok"), false);
-    EXPECT_NE(r->get_string("error")->find("permission denied: uid"), std::string::npos);
+    EXPECT_EQ(get_bool(*r, "ok"), false);
+    EXPECT_NE(get_string(*r, "error")->find("permission denied: uid"), std::string::npos);
     UniqueFd fd = connect_to(path_);
     EXPECT_TRUE(wait_closed(fd.get()));
 }
@@ -281,7 +281,7 @@ TEST_F(ControlServerTest, OversizedFrameClosesConnection) {
     FrameDecoder d;
     auto r = read_reply(fd.get(), d);
     ASSERT_TRUE(r);
-    EXPECT_NE(r->get_string("error")->find("message too large"), std::string::npos);
+    EXPECT_NE(get_string(*r, "error")->find("message too large"), std::string::npos);
     EXPECT_TRUE(wait_closed(fd.get()));
     // The server itself carries on.
     EXPECT_TRUE(call(make_request("echo", Json::object({{"msg", 1}}))));
@@ -295,7 +295,7 @@ TEST_F(ControlServerTest, ZeroLengthFrameClosesConnection) {
     FrameDecoder d;
     auto r = read_reply(fd.get(), d);
     ASSERT_TRUE(r);
-    EXPECT_NE(r->get_string("error")->find("zero-length"), std::string::npos);
+    EXPECT_NE(get_string(*r, "error")->find("zero-length"), std::string::npos);
     EXPECT_TRUE(wait_closed(fd.get()));
 }
 
@@ -304,7 +304,7 @@ TEST_F(ControlServerTest, TooLargeReplyBecomesError) {
     start();
     auto r = call(make_request("big"));
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_NE(r->get_string("error")->find("reply too large"), std::string::npos);
+    EXPECT_NE(get_string(*r, "error")->find("reply too large"), std::string::npos);
 }
 
 TEST_F(ControlServerTest, DeferredReply) {
@@ -318,18 +318,19 @@ TEST_F(ControlServerTest, DeferredReply) {
     ASSERT_TRUE(deferred_.load());
     auto rel = call(make_request("release"));
     ASSERT_TRUE(rel) << rel.error().message;
-    EXPECT_EQ(rel->get_bool("ok"), true);
+    EXPECT_EQ(get_bool(*rel, "ok"), true);
     waiter.join();
     ASSERT_TRUE(waited && *waited) << waited->error().message;
-    EXPECT_EQ((*waited)->get_bool("released"), true);
+    EXPECT_EQ(get_bool(**waited, "released"), true);
 }
 
 TEST_F(ControlServerTest, DeferredRequestHoldsLaterOnesOnItsConnection) {
     make_server();
     start();
     UniqueFd fd = connect_to(path_);
-    send_all(fd.get(), *encode_frame(make_request("wait").dump()) +
-                           *encode_frame(make_request("echo", Json::object({{"msg", 7}})).dump()));
+    send_all(fd.get(),
+             *encode_frame(dump_json(make_request("wait"))) +
+                 *encode_frame(dump_json(make_request("echo", Json::object({{"msg", 7}})))));
     auto deadline = std::chrono::steady_clock::now() + kTimeout;
     while (!deferred_.load() && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(1ms);
@@ -339,10 +340,10 @@ TEST_F(ControlServerTest, DeferredRequestHoldsLaterOnesOnItsConnection) {
     FrameDecoder d;
     auto first = read_reply(fd.get(), d);
     ASSERT_TRUE(first);
-    EXPECT_EQ(first->get_bool("released"), true);
+    EXPECT_EQ(get_bool(*first, "released"), true);
     auto second = read_reply(fd.get(), d);
     ASSERT_TRUE(second);
-    EXPECT_EQ(second->get_int("echo"), 7);
+    EXPECT_EQ(get_int(*second, "echo"), 7);
 }
 
 TEST_F(ControlServerTest, AbandonedAndImmediateDeferrals) {
@@ -350,10 +351,10 @@ TEST_F(ControlServerTest, AbandonedAndImmediateDeferrals) {
     start();
     auto abandoned = call(make_request("abandon"));
     ASSERT_TRUE(abandoned) << abandoned.error().message;
-    EXPECT_EQ(abandoned->get_string("error"), "request abandoned");
+    EXPECT_EQ(get_string(*abandoned, "error"), "request abandoned");
     auto now = call(make_request("now"));
     ASSERT_TRUE(now) << now.error().message;
-    EXPECT_EQ(now->get_bool("now"), true);
+    EXPECT_EQ(get_bool(*now, "now"), true);
 }
 
 TEST_F(ControlServerTest, DeferredReplyToVanishedClientIsHarmless) {
@@ -361,7 +362,7 @@ TEST_F(ControlServerTest, DeferredReplyToVanishedClientIsHarmless) {
     start();
     {
         UniqueFd fd = connect_to(path_);
-        send_all(fd.get(), *encode_frame(make_request("wait").dump()));
+        send_all(fd.get(), *encode_frame(dump_json(make_request("wait"))));
         auto deadline = std::chrono::steady_clock::now() + kTimeout;
         while (!deferred_.load() && std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(1ms);
@@ -372,7 +373,7 @@ TEST_F(ControlServerTest, DeferredReplyToVanishedClientIsHarmless) {
     for (;;) {
         auto rel = call(make_request("release"));
         ASSERT_TRUE(rel) << rel.error().message;
-        if (rel->get_string("error") == "nothing waits") break;
+        if (get_string(*rel, "error") == "nothing waits") break;
         ASSERT_LT(std::chrono::steady_clock::now(), deadline);
         std::this_thread::sleep_for(5ms);
     }
@@ -387,20 +388,20 @@ TEST_F(ControlServerTest, CapsClients) {
     UniqueFd a = connect_to(path_), b = connect_to(path_);
     // Make sure both are accepted before the third arrives.
     FrameDecoder da, db;
-    send_all(a.get(), *encode_frame(make_request("echo", Json::object({{"msg", 1}})).dump()));
-    send_all(b.get(), *encode_frame(make_request("echo", Json::object({{"msg", 2}})).dump()));
+    send_all(a.get(), *encode_frame(dump_json(make_request("echo", Json::object({{"msg", 1}})))));
+    send_all(b.get(), *encode_frame(dump_json(make_request("echo", Json::object({{"msg", 2}})))));
     ASSERT_TRUE(read_reply(a.get(), da));
     ASSERT_TRUE(read_reply(b.get(), db));
     auto r = call(make_request("echo", Json::object({{"msg", 3}})));
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_NE(r->get_string("error")->find("too many clients"), std::string::npos);
+    EXPECT_NE(get_string(*r, "error")->find("too many clients"), std::string::npos);
     a.reset();
     // A slot frees up once the server saw the close.
     auto deadline = std::chrono::steady_clock::now() + kTimeout;
     for (;;) {
         auto again = call(make_request("echo", Json::object({{"msg", 4}})));
         ASSERT_TRUE(again);
-        if (again->get_bool("ok") == true) break;
+        if (get_bool(*again, "ok") == true) break;
         ASSERT_LT(std::chrono::steady_clock::now(), deadline);
         std::this_thread::sleep_for(5ms);
     }
@@ -431,7 +432,7 @@ TEST_F(ControlServerTest, IdleTimeoutSparesDeferredRequests) {
     ASSERT_TRUE(call(make_request("release")));
     waiter.join();
     ASSERT_TRUE(waited && *waited) << waited->error().message;
-    EXPECT_EQ((*waited)->get_bool("released"), true);
+    EXPECT_EQ(get_bool(**waited, "released"), true);
 }
 
 TEST_F(ControlServerTest, ClientTimesOutOnSilentSocket) {
