@@ -9,15 +9,6 @@
 
 namespace kvmsandbox::cli {
 
-Result<control::InstanceClaim> claim_instance_name(const std::string& name) {
-    auto dir = control::instance_dir();
-    if (!dir) return std::unexpected(dir.error());
-    if (name.empty()) return control::claim_unique_instance(*dir);
-    if (auto v = control::validate_instance_name(name); !v)
-        return fail("--name: " + v.error().message);
-    return control::claim_instance(*dir, name);
-}
-
 Result<control::Json> call_instance(const std::string& name, const std::string& cmd,
                                     const control::Json& args, std::chrono::milliseconds timeout) {
     if (auto v = control::validate_instance_name(name); !v) return std::unexpected(v.error());

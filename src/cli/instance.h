@@ -1,5 +1,5 @@
-// What the CLI commands share about instances: taking a name for a new VM,
-// and sending one request to a running one.
+// What the CLI commands share about instances: sending one request to a
+// running one, and whether one is alive. (A new VM claims its name in app/.)
 #pragma once
 
 #include <chrono>
@@ -13,9 +13,6 @@ namespace kvmsandbox::cli {
 
 // Control commands that fail (unknown instance, refused request) exit 1.
 inline constexpr int kExitControlError = 1;
-
-// Claims `name` (or a generated one when empty) in the instance directory.
-Result<control::InstanceClaim> claim_instance_name(const std::string& name);
 
 // Sends `cmd` with `args` to instance `name`; an ok:false reply becomes an
 // error carrying the instance's message.
