@@ -78,23 +78,19 @@ Result<std::unique_ptr<NetBackend>> make_backend(const DevicePlan& plan) {
 }  // namespace
 
 Result<void> attach_devices(Machine& m, const DevicePlan& plan, WorkerPool& pool) {
-    if (plan.rng)
-        if (auto r = m.add_virtio_device(std::make_unique<VirtioRng>()); !r)
-            return std::unexpected(r.error());
+    if (plan.rng) KS_TRY(m.add_virtio_device(std::make_unique<VirtioRng>()));
     for (const auto& d : plan.disks) {
-        auto image = DiskImage::open(d.path, d.read_only);
-        if (!image) return std::unexpected(image.error());
+        KS_TRY_ASSIGN(auto image, DiskImage::open(d.path, d.read_only));
         std::string label = std::filesystem::path(d.path).filename().string();
-        auto dev = std::make_unique<VirtioBlock>(std::move(*image), label, pool);
-        if (auto r = m.add_virtio_device(std::move(dev)); !r) return std::unexpected(r.error());
+        auto dev = std::make_unique<VirtioBlock>(std::move(image), label, pool);
+        KS_TRY(m.add_virtio_device(std::move(dev)));
     }
     if (plan.net != NetMode::None) {
-        auto backend = make_backend(plan);
-        if (!backend) return std::unexpected(backend.error());
+        KS_TRY_ASSIGN(auto backend, make_backend(plan));
         // QEMU's locally administered prefix; one guest per VM, so one address.
-        auto dev = VirtioNet::create(std::move(*backend), {0x52, 0x54, 0x00, 0x12, 0x34, 0x56});
+        auto dev = VirtioNet::create(std::move(backend), {0x52, 0x54, 0x00, 0x12, 0x34, 0x56});
         if (!dev) return std::unexpected(dev.error());
-        if (auto r = m.add_virtio_device(std::move(*dev)); !r) return std::unexpected(r.error());
+        KS_TRY(m.add_virtio_device(std::move(*dev)));
     }
     return {};
 }

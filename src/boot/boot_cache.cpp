@@ -13,13 +13,13 @@
 
 #include <fmt/core.h>
 
-#include "boot/cache_files.h"
 #include "base/file.h"
 #include "base/unique_fd.h"
-#include "protocol/guest_protocol.h"
+#include "boot/cache_files.h"
 #include "boot/initramfs.h"
 #include "boot/kernel_check.h"
 #include "boot/module_resolver.h"
+#include "protocol/guest_protocol.h"
 
 namespace kvmsandbox {
 
@@ -122,15 +122,14 @@ Result<BootImage> BootCache::get(const std::string& key,
 Result<std::string> boot_cache_key(const std::string& kernel_path,
                                    const std::vector<std::string>& extra_modules,
                                    const std::string& modules_root) {
-    auto release = release_of_kernel_image(kernel_path);
-    if (!release) return std::unexpected(release.error());
-    const std::string mods = modules_root + "/" + *release;
+    KS_TRY_ASSIGN(auto release, release_of_kernel_image(kernel_path));
+    const std::string mods = modules_root + "/" + release;
     const auto kdir = std::filesystem::path(kernel_path).parent_path().string();
-    std::string key = "release " + *release + "\n";
+    std::string key = "release " + release + "\n";
     key += file_identity(kernel_path);
     key += file_identity(mods + "/modules.dep");
     key += file_identity(mods + "/modules.builtin");
-    key += file_identity(kdir + "/config-" + *release);
+    key += file_identity(kdir + "/config-" + release);
     key += file_identity(self_path());
     for (const auto& m : extra_modules) key += "extra " + m + "\n";
     return key;
@@ -141,17 +140,15 @@ Result<BootImage> prepare_boot_image(BootCache& cache, std::span<const uint8_t> 
                                      const std::vector<std::string>& extra_modules,
                                      const std::string& modules_root) {
     auto build = [&]() -> Result<BootImage> {
-        auto plan = plan_kernel(kernel_path, modules_root, extra_modules);
-        if (!plan) return std::unexpected(plan.error());
+        KS_TRY_ASSIGN(auto plan, plan_kernel(kernel_path, modules_root, extra_modules));
         BootImage img;
         std::vector<InitramfsModule> modules;
-        for (const auto& m : plan->modules) {
+        for (const auto& m : plan.modules) {
             img.module_files.push_back(m.file_name());
             modules.push_back({m.file_name(), m.absolute_path});
         }
-        auto archive = build_boot_archive(init_binary, modules);
-        if (!archive) return std::unexpected(archive.error());
-        img.archive = std::move(*archive);
+        KS_TRY_ASSIGN(auto archive, build_boot_archive(init_binary, modules));
+        img.archive = std::move(archive);
         return img;
     };
     auto key = boot_cache_key(kernel_path, extra_modules, modules_root);

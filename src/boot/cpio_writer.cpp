@@ -100,18 +100,17 @@ void CpioWriter::emit(const std::string& name, uint32_t mode, uint32_t nlink,
 }
 
 Result<void> CpioWriter::add_directory(std::string_view path, uint32_t mode) {
-    auto name = prepare(path, Kind::kDirectory);
-    if (!name) return std::unexpected(name.error());
+    KS_TRY_ASSIGN(auto name, prepare(path, Kind::kDirectory));
     const uint32_t full = S_IFDIR | (mode & 07777);
-    auto it = nodes_.find(*name);
+    auto it = nodes_.find(name);
     if (it != nodes_.end()) {
         // Already emitted (maybe implicitly as a parent): patch its mode in
         // place rather than emit a second entry.
         put_hex8(out_.data() + it->second.header_offset + kModeField, full);
         return {};
     }
-    nodes_.emplace(*name, Node{Kind::kDirectory, out_.size()});
-    emit(*name, full, 2, {});
+    nodes_.emplace(name, Node{Kind::kDirectory, out_.size()});
+    emit(name, full, 2, {});
     return {};
 }
 
@@ -120,12 +119,11 @@ Result<void> CpioWriter::add_file(std::string_view path, uint32_t mode,
     // c_filesize is 32 bits.
     if (data.size() > 0xffffffffu)
         return failf("cpio: '{}' is too large ({} bytes) for the newc format", path, data.size());
-    auto name = prepare(path, Kind::kFile);
-    if (!name) return std::unexpected(name.error());
-    nodes_.emplace(*name, Node{Kind::kFile, out_.size()});
+    KS_TRY_ASSIGN(auto name, prepare(path, Kind::kFile));
+    nodes_.emplace(name, Node{Kind::kFile, out_.size()});
     // nlink 1: the kernel treats regular files with nlink >= 2 as hard links
     // to be matched by inode number.
-    emit(*name, S_IFREG | (mode & 07777), 1, data);
+    emit(name, S_IFREG | (mode & 07777), 1, data);
     return {};
 }
 
@@ -137,19 +135,17 @@ Result<void> CpioWriter::add_file(std::string_view path, uint32_t mode, std::str
 
 Result<void> CpioWriter::add_file_from_disk(std::string_view path, const std::string& host_path,
                                             uint32_t mode, size_t max_size) {
-    auto data = read_file(host_path, std::min<size_t>(max_size, 0xffffffffu));
-    if (!data) return std::unexpected(data.error());
-    return add_file(path, mode, std::span<const uint8_t>(*data));
+    KS_TRY_ASSIGN(auto data, read_file(host_path, std::min<size_t>(max_size, 0xffffffffu)));
+    return add_file(path, mode, std::span<const uint8_t>(data));
 }
 
 Result<void> CpioWriter::add_symlink(std::string_view path, std::string_view target) {
     if (target.empty() || target.size() > kMaxPath || target.find('\0') != std::string_view::npos)
         return failf("cpio: invalid symlink target for '{}'", path);
-    auto name = prepare(path, Kind::kSymlink);
-    if (!name) return std::unexpected(name.error());
-    nodes_.emplace(*name, Node{Kind::kSymlink, out_.size()});
+    KS_TRY_ASSIGN(auto name, prepare(path, Kind::kSymlink));
+    nodes_.emplace(name, Node{Kind::kSymlink, out_.size()});
     // The target is the entry's data, without a NUL.
-    emit(*name, S_IFLNK | 0777, 1,
+    emit(name, S_IFLNK | 0777, 1,
          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(target.data()), target.size()));
     return {};
 }

@@ -76,10 +76,8 @@ Result<void> run_filter(const std::vector<std::string>& argv, int in_fd, int out
 
 // The vmlinux in `fd` has whole, well-formed headers and segments.
 Result<void> check_vmlinux(int fd) {
-    auto head = read_head(fd, x86::kVmlinuxHeadBytes);
-    if (!head) return std::unexpected(head.error());
-    auto k = x86::parse_vmlinux(head->bytes, head->file_size);
-    if (!k) return std::unexpected(k.error());
+    KS_TRY_ASSIGN(auto head, read_head(fd, x86::kVmlinuxHeadBytes));
+    KS_TRY_ASSIGN(auto k, x86::parse_vmlinux(head.bytes, head.file_size));
     return {};
 }
 
@@ -119,9 +117,8 @@ std::vector<std::string> decompressor_argv(KernelCompression c) {
 }
 
 Result<void> unpack_kernel(std::span<const uint8_t> file, int out_fd) {
-    auto bz = x86::parse_bzimage(file);
-    if (!bz) return std::unexpected(bz.error());
-    auto payload = bz->payload(file);
+    KS_TRY_ASSIGN(auto bz, x86::parse_bzimage(file));
+    auto payload = bz.payload(file);
     if (payload.size() < 16) return fail("the bzImage names no compressed payload");
     const auto kind = detect_compression(payload);
     auto argv = decompressor_argv(kind);
@@ -139,7 +136,7 @@ Result<void> unpack_kernel(std::span<const uint8_t> file, int out_fd) {
     if (::lseek(in.get(), 0, SEEK_SET) != 0) return fail_errno("writing the kernel payload");
     if (::ftruncate(out_fd, 0) != 0 || ::lseek(out_fd, 0, SEEK_SET) != 0)
         return fail_errno("truncating the unpacked kernel file");
-    if (auto r = run_filter(argv, in.get(), out_fd); !r) return r;
+    KS_TRY(run_filter(argv, in.get(), out_fd));
 
     struct stat st {};
     if (::fstat(out_fd, &st) != 0) return fail_errno("fstat");
@@ -157,13 +154,12 @@ Result<std::string> cached_vmlinux(const std::string& dir, const std::string& ke
     if (UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); fd && check_vmlinux(fd.get()))
         return path;
 
-    auto file = read_file(kernel_path, kMaxKernelFile);
-    if (!file) return std::unexpected(file.error());
+    KS_TRY_ASSIGN(auto file, read_file(kernel_path, kMaxKernelFile));
     if (!make_private_dir(dir)) return failf("cannot create {}", dir);
     std::string tmp = path + ".XXXXXX";
     UniqueFd out(::mkostemp(tmp.data(), O_CLOEXEC));
     if (!out) return fail_errno("cannot create a file in " + dir);
-    auto r = unpack_kernel(*file, out.get());
+    auto r = unpack_kernel(file, out.get());
     if (!r || ::rename(tmp.c_str(), path.c_str()) != 0) {
         ::unlink(tmp.c_str());
         if (!r) return std::unexpected(r.error());

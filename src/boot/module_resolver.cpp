@@ -201,8 +201,7 @@ Result<std::vector<Module>> ModuleResolver::resolve(const std::vector<std::strin
     for (const auto& w : wanted) {
         std::string name = canonical_module_name(w);
         if (name.empty()) return failf("invalid module name '{}'", w);
-        auto r = visit(visit, name);
-        if (!r) return std::unexpected(r.error());
+        KS_TRY(visit(visit, name));
     }
     return order;
 }

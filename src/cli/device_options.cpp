@@ -18,10 +18,9 @@ Result<unsigned> parse_uint(std::string_view s, unsigned max, std::string_view w
 }
 
 Result<uint16_t> parse_port(std::string_view s, std::string_view what) {
-    auto v = parse_uint(s, 65535, what);
-    if (!v) return std::unexpected(v.error());
-    if (*v == 0) return failf("{} must not be 0", what);
-    return static_cast<uint16_t>(*v);
+    KS_TRY_ASSIGN(auto v, parse_uint(s, 65535, what));
+    if (v == 0) return failf("{} must not be 0", what);
+    return static_cast<uint16_t>(v);
 }
 
 }  // namespace
@@ -47,12 +46,10 @@ Result<Ipv4Cidr> parse_cidr(std::string_view text) {
     size_t slash = text.find('/');
     if (slash == std::string_view::npos)
         return failf("'{}' needs a prefix length, e.g. 192.168.7.2/24", text);
-    auto addr = parse_ipv4(text.substr(0, slash));
-    if (!addr) return std::unexpected(addr.error());
-    auto prefix = parse_uint(text.substr(slash + 1), 32, "prefix length");
-    if (!prefix) return std::unexpected(prefix.error());
-    if (*prefix == 0) return failf("'{}': a prefix length of 0 leaves no network", text);
-    return Ipv4Cidr{*addr, *prefix};
+    KS_TRY_ASSIGN(auto addr, parse_ipv4(text.substr(0, slash)));
+    KS_TRY_ASSIGN(auto prefix, parse_uint(text.substr(slash + 1), 32, "prefix length"));
+    if (prefix == 0) return failf("'{}': a prefix length of 0 leaves no network", text);
+    return Ipv4Cidr{addr, prefix};
 }
 
 Result<PortForward> parse_publish(std::string_view text) {
@@ -125,15 +122,14 @@ Result<DevicePlan> plan_devices(const DeviceArgs& args) {
     }
 
     for (const auto& p : args.publish) {
-        auto f = parse_publish(p);
-        if (!f) return std::unexpected(f.error());
+        KS_TRY_ASSIGN(auto f, parse_publish(p));
         if (plan.net != NetMode::User)
             return failf("--publish needs --net user (a tap's traffic is routed by the host)");
         for (const auto& other : plan.forwards)
-            if (other.udp == f->udp && other.host_port == f->host_port &&
-                other.host_addr == f->host_addr)
-                return failf("--publish {}: host port {} is published twice", p, f->host_port);
-        plan.forwards.push_back(*f);
+            if (other.udp == f.udp && other.host_port == f.host_port &&
+                other.host_addr == f.host_addr)
+                return failf("--publish {}: host port {} is published twice", p, f.host_port);
+        plan.forwards.push_back(f);
     }
 
     const bool any_ip = !args.ip.empty() || !args.gateway.empty() || !args.dns.empty();
@@ -167,9 +163,8 @@ Result<DevicePlan> plan_devices(const DeviceArgs& args) {
     }
 
     for (const auto& d : args.disks) {
-        auto spec = parse_disk(d);
-        if (!spec) return std::unexpected(spec.error());
-        plan.disks.push_back(*spec);
+        KS_TRY_ASSIGN(auto spec, parse_disk(d));
+        plan.disks.push_back(spec);
     }
     // virtio-blk names disks vda..vdz in probe order; beyond that the guest
     // gets vdaa.., which is fine, but nobody needs more.

@@ -19,9 +19,8 @@ Result<hardening::HardeningOptions> plan_hardening(const HardeningArgs& args) {
     o.seccomp = args.seccomp != "off";
     if (!args.user.empty()) {
         if (::geteuid() != 0) return failf("--user {}: only root can switch users", args.user);
-        auto u = hardening::parse_user_spec(args.user);
-        if (!u) return std::unexpected(u.error());
-        o.user = *u;
+        KS_TRY_ASSIGN(auto u, hardening::parse_user_spec(args.user));
+        o.user = u;
     }
     hardening::read_hardening_debug_env(o);
     return o;

@@ -11,15 +11,13 @@ namespace kvmsandbox::cli {
 
 Result<control::Json> call_instance(const std::string& name, const std::string& cmd,
                                     const control::Json& args, std::chrono::milliseconds timeout) {
-    if (auto v = control::validate_instance_name(name); !v) return std::unexpected(v.error());
-    auto dir = control::instance_dir();
-    if (!dir) return std::unexpected(dir.error());
-    auto path = control::instance_socket_path(*dir, name);
-    if (!path) return std::unexpected(path.error());
-    auto reply = control::ControlClient::request(*path, control::make_request(cmd, args), timeout);
+    KS_TRY(control::validate_instance_name(name));
+    KS_TRY_ASSIGN(auto dir, control::instance_dir());
+    KS_TRY_ASSIGN(auto path, control::instance_socket_path(dir, name));
+    auto reply = control::ControlClient::request(path, control::make_request(cmd, args), timeout);
     if (!reply) {
         // A socket nobody answers on is a dead instance's: let list clean it.
-        (void)control::list_instances(*dir);
+        (void)control::list_instances(dir);
         return std::unexpected(reply.error());
     }
     return control::response_result(std::move(*reply));

@@ -55,8 +55,7 @@ Result<Json> ControlClient::request(const std::string& socket_path, const Json& 
     const auto deadline = Clock::now() + timeout;
     auto not_responding = [&] { return failf("instance {} is not responding", name); };
 
-    auto frame = encode_frame(dump_json(request));
-    if (!frame) return std::unexpected(frame.error());
+    KS_TRY_ASSIGN(auto frame, encode_frame(dump_json(request)));
 
     sockaddr_un addr{};
     if (socket_path.size() >= sizeof(addr.sun_path))
@@ -89,17 +88,16 @@ Result<Json> ControlClient::request(const std::string& socket_path, const Json& 
         return fail_errno("fcntl(O_NONBLOCK)");
 
     size_t sent = 0;
-    while (sent < frame->size()) {
-        ssize_t n = ::send(fd.get(), frame->data() + sent, frame->size() - sent, MSG_NOSIGNAL);
+    while (sent < frame.size()) {
+        ssize_t n = ::send(fd.get(), frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
         if (n > 0) {
             sent += static_cast<size_t>(n);
             continue;
         }
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {
-            auto ready = wait_for(fd.get(), POLLOUT, deadline);
-            if (!ready) return std::unexpected(ready.error());
-            if (!*ready) return not_responding();
+            KS_TRY_ASSIGN(auto ready, wait_for(fd.get(), POLLOUT, deadline));
+            if (!ready) return not_responding();
             continue;
         }
         // The server may have refused us (wrong uid, too many clients) and
@@ -131,9 +129,8 @@ Result<Json> ControlClient::request(const std::string& socket_path, const Json& 
             return failf("instance {} closed the connection without replying", name);
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {
-            auto ready = wait_for(fd.get(), POLLIN, deadline);
-            if (!ready) return std::unexpected(ready.error());
-            if (!*ready) return not_responding();
+            KS_TRY_ASSIGN(auto ready, wait_for(fd.get(), POLLIN, deadline));
+            if (!ready) return not_responding();
             continue;
         }
         return fail_errno(fmt::format("cannot read from instance {}", name));

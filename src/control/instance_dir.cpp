@@ -124,7 +124,7 @@ Result<std::string> instance_dir() {
             "(set KVMSANDBOX_INSTANCE_DIR)");
     }
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    if (auto r = ensure_private_dir(dir); !r) return std::unexpected(r.error());
+    KS_TRY(ensure_private_dir(dir));
     return dir;
 }
 
@@ -152,7 +152,7 @@ std::string random_instance_name() {
 }
 
 Result<std::string> instance_socket_path(const std::string& dir, std::string_view name) {
-    if (auto r = validate_instance_name(name); !r) return std::unexpected(r.error());
+    KS_TRY(validate_instance_name(name));
     std::string path = fmt::format("{}/{}{}", dir, name, kSockSuffix);
     constexpr size_t kMax = sizeof(sockaddr_un{}.sun_path) - 1;
     if (path.size() > kMax)
@@ -195,15 +195,14 @@ Result<std::vector<std::string>> list_instances(const std::string& dir) {
         }
         if (state != SocketState::Dead) continue;
         std::string lock_path = fmt::format("{}/{}{}", dir, name, kLockSuffix);
-        auto lock = try_lock(lock_path);
-        if (!lock) return std::unexpected(lock.error());
-        if (!*lock) {
+        KS_TRY_ASSIGN(auto lock, try_lock(lock_path));
+        if (!lock) {
             // Its owner is alive and between bind() and listen(): report it.
             live.push_back(name);
             continue;
         }
         ::unlink(sock.c_str());
-        unlock_and_remove(lock_path, *lock);
+        unlock_and_remove(lock_path, lock);
     }
     // Lock files of instances that died before creating their socket.
     for (const auto& name : locks) {
@@ -240,37 +239,34 @@ void InstanceClaim::release() {
 // claim_unique_instance knows when to retry.
 Result<InstanceClaim> claim_instance_impl(const std::string& dir, std::string_view name,
                                           bool& busy) {
-    auto sock = instance_socket_path(dir, name);
-    if (!sock) return std::unexpected(sock.error());
+    KS_TRY_ASSIGN(auto sock, instance_socket_path(dir, name));
     std::string lock_path = fmt::format("{}/{}{}", dir, name, kLockSuffix);
-    auto lock = try_lock(lock_path);
-    if (!lock) return std::unexpected(lock.error());
-    if (!*lock) {
+    KS_TRY_ASSIGN(auto lock, try_lock(lock_path));
+    if (!lock) {
         busy = true;
         return failf("an instance named {} is already running", name);
     }
-    switch (probe_socket(*sock)) {
+    switch (probe_socket(sock)) {
         case SocketState::Live:
             // A live socket without the lock: an instance that does not follow
             // the lock protocol (or lost its lock file). Never steal its name.
-            unlock_and_remove(lock_path, *lock);
+            unlock_and_remove(lock_path, lock);
             busy = true;
             return failf("an instance named {} is already running", name);
         case SocketState::NotSocket:
-            unlock_and_remove(lock_path, *lock);
-            return failf("cannot use {}: it exists and is not a socket", *sock);
+            unlock_and_remove(lock_path, lock);
+            return failf("cannot use {}: it exists and is not a socket", sock);
         case SocketState::Dead:
-            if (::unlink(sock->c_str()) != 0 && errno != ENOENT) {
-                auto err = fail_errno(fmt::format("cannot remove stale socket {}", *sock));
-                unlock_and_remove(lock_path, *lock);
+            if (::unlink(sock.c_str()) != 0 && errno != ENOENT) {
+                auto err = fail_errno(fmt::format("cannot remove stale socket {}", sock));
+                unlock_and_remove(lock_path, lock);
                 return err;
             }
             break;
         case SocketState::Absent:
             break;
     }
-    return InstanceClaim(std::string(name), std::move(*sock), std::move(lock_path),
-                         std::move(*lock));
+    return InstanceClaim(std::string(name), std::move(sock), std::move(lock_path), std::move(lock));
 }
 
 Result<InstanceClaim> claim_instance(const std::string& dir, std::string_view name) {

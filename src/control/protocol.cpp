@@ -54,7 +54,7 @@ Json error_response(std::string_view message) {
 }
 
 Result<std::string> validate_request(const Json& request) {
-    if (auto r = check_version(request, "request"); !r) return std::unexpected(r.error());
+    KS_TRY(check_version(request, "request"));
     const Json* cmd = find_member(request, "cmd");
     if (!cmd) return fail("request has no command");
     if (!cmd->is_string() || cmd->get_ref<const std::string&>().empty())
@@ -63,7 +63,7 @@ Result<std::string> validate_request(const Json& request) {
 }
 
 Result<void> validate_response(const Json& response) {
-    if (auto r = check_version(response, "response"); !r) return r;
+    KS_TRY(check_version(response, "response"));
     auto ok = get_bool(response, "ok");
     if (!ok) return fail("response has no valid 'ok' field");
     if (!*ok && !get_string(response, "error")) return fail("error response has no message");
@@ -71,7 +71,7 @@ Result<void> validate_response(const Json& response) {
 }
 
 Result<Json> response_result(Json response) {
-    if (auto r = validate_response(response); !r) return std::unexpected(r.error());
+    KS_TRY(validate_response(response));
     if (*get_bool(response, "ok")) return response;
     return fail(*get_string(response, "error"), 1);
 }

@@ -95,7 +95,7 @@ Result<void> arm_hardening(const HardeningOptions& o) {
 }
 
 Result<void> HardeningGate::commit() {
-    if (auto r = install_sigsys_reporter(); !r) return r;
+    KS_TRY(install_sigsys_reporter());
     Plan& pl = plan();
     {
         std::lock_guard lock(pl.mu);

@@ -29,11 +29,9 @@ uint32_t with_delivery_mode(uint32_t lvt, uint32_t mode) {
 }  // namespace
 
 Result<Vcpu> Vcpu::create(const Kvm& kvm, Vm& vm, unsigned id) {
-    auto fd = vm.create_vcpu(id);
-    if (!fd) return std::unexpected(fd.error());
-    auto run = Mmap::shared_fd(fd->get(), static_cast<size_t>(kvm.vcpu_mmap_size()));
-    if (!run) return std::unexpected(run.error());
-    return Vcpu(id, std::move(*fd), std::move(*run));
+    KS_TRY_ASSIGN(auto fd, vm.create_vcpu(id));
+    KS_TRY_ASSIGN(auto run, Mmap::shared_fd(fd.get(), static_cast<size_t>(kvm.vcpu_mmap_size())));
+    return Vcpu(id, std::move(fd), std::move(run));
 }
 
 Result<void> Vcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {

@@ -5,9 +5,8 @@
 namespace kvmsandbox {
 
 Result<Vm> Vm::create(const Kvm& kvm) {
-    auto fd = kvm.create_vm();
-    if (!fd) return std::unexpected(fd.error());
-    return Vm(std::move(*fd));
+    KS_TRY_ASSIGN(auto fd, kvm.create_vm());
+    return Vm(std::move(fd));
 }
 
 Result<void> Vm::add_memory_slot(uint32_t slot, uint64_t gpa, uint64_t size, void* host) {

@@ -9,8 +9,8 @@
 #include <filesystem>
 
 #include "base/unique_fd.h"
-#include "control/instance_dir.h"
 #include "boot/root_skeleton.h"
+#include "control/instance_dir.h"
 
 namespace kvmsandbox {
 
@@ -47,8 +47,7 @@ Result<std::string> create_rootfs(const std::string& name) {
         if (errno == EEXIST) return fail("a rootfs named " + name + " already exists: " + dir);
         return fail_errno("cannot create " + dir);
     }
-    for (const auto& d : root_skeleton_dirs())
-        if (auto r = mkdir_mode(dir + "/" + d.path, d.mode); !r) return std::unexpected(r.error());
+    for (const auto& d : root_skeleton_dirs()) KS_TRY(mkdir_mode(dir + "/" + d.path, d.mode));
     return dir;
 }
 

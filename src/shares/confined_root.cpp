@@ -117,9 +117,8 @@ ErrnoResult<void> ConfinedRoot::check_visible(const struct stat& st) const {
 }
 
 ErrnoResult<bool> ConfinedRoot::is_root(int fd) const {
-    auto st = stat_fd(fd);
-    if (!st) return std::unexpected(st.error());
-    return is_root(*st);
+    KS_TRY_ASSIGN(auto st, stat_fd(fd));
+    return is_root(st);
 }
 
 ErrnoResult<UniqueFd> ConfinedRoot::open_beneath(int dir_fd, const char* name, uint64_t flags,

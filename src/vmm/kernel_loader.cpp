@@ -123,25 +123,23 @@ std::string human_size(uint64_t b) {
 
 Result<uint64_t> load_guest_image(const GuestMemory& mem, MachineConfig& cfg) {
     const uint64_t low_ram = std::min(cfg.mem_bytes, x86::kMmioHoleStart);
-    auto kernel = cfg.vmlinux_path.empty() ? load_bzimage(mem, cfg, low_ram)
-                                           : load_vmlinux(mem, cfg, low_ram);
-    if (!kernel) return std::unexpected(kernel.error());
-    const x86::BzImage& bz = kernel->header;
+    KS_TRY_ASSIGN(auto kernel, cfg.vmlinux_path.empty() ? load_bzimage(mem, cfg, low_ram)
+                                                        : load_vmlinux(mem, cfg, low_ram));
+    const x86::BzImage& bz = kernel.header;
 
     x86::BootConfig boot;
-    boot.kernel_addr = kernel->addr;
+    boot.kernel_addr = kernel.addr;
     boot.cmdline = kDefaultCmdline;
     if (!cfg.extra_cmdline.empty()) boot.cmdline += " " + cfg.extra_cmdline;
     boot.e820 = x86::build_e820(cfg.mem_bytes);
 
     if (!cfg.initrd_path.empty()) {
-        KS_TRY_ASSIGN(auto placed,
-                      load_initrd_file(mem, cfg.initrd_path, bz, low_ram, kernel->end));
+        KS_TRY_ASSIGN(auto placed, load_initrd_file(mem, cfg.initrd_path, bz, low_ram, kernel.end));
         boot.initrd_addr = placed.first;
         boot.initrd_size = placed.second;
     } else if (!cfg.initrd_data.empty()) {
         const uint64_t size = cfg.initrd_data.size();
-        auto iaddr = x86::place_initrd(bz, size, low_ram, kernel->end);
+        auto iaddr = x86::place_initrd(bz, size, low_ram, kernel.end);
         if (!iaddr)
             return failf("the initramfs ({}) does not fit in guest memory: {}", human_size(size),
                          iaddr.error().message);
@@ -157,9 +155,9 @@ Result<uint64_t> load_guest_image(const GuestMemory& mem, MachineConfig& cfg) {
         return failf("kernel {}: {}", cfg.kernel_path, r.error().message);
     log::debug("booting the {} {} at {:#x}, entry {:#x}, cmdline '{}'",
                cfg.vmlinux_path.empty() ? "bzImage" : "unpacked kernel",
-               cfg.vmlinux_path.empty() ? cfg.kernel_path : cfg.vmlinux_path, kernel->addr,
-               kernel->entry, boot.cmdline);
-    return kernel->entry;
+               cfg.vmlinux_path.empty() ? cfg.kernel_path : cfg.vmlinux_path, kernel.addr,
+               kernel.entry, boot.cmdline);
+    return kernel.entry;
 }
 
 }  // namespace kvmsandbox

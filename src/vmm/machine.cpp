@@ -84,20 +84,18 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& cfg) {
 }
 
 Result<void> Machine::setup_memory() {
-    auto ram = Mmap::anonymous(cfg_.mem_bytes);
-    if (!ram) return std::unexpected(ram.error());
-    ram_ = std::move(*ram);
+    KS_TRY_ASSIGN(auto ram, Mmap::anonymous(cfg_.mem_bytes));
+    ram_ = std::move(ram);
     // Transparent huge pages cut EPT/NPT walk costs for guest RAM.
     ::madvise(ram_.data(), ram_.size(), MADV_HUGEPAGE);
     uint64_t host_off = 0;
     uint32_t slot = 0;
     for (const auto& r : x86::ram_ranges(cfg_.mem_bytes)) {
-        if (auto s = vm_.add_memory_slot(slot++, r.gpa, r.size, ram_.data() + host_off); !s)
-            return s;
+        KS_TRY(vm_.add_memory_slot(slot++, r.gpa, r.size, ram_.data() + host_off));
         mem_.add_region(MemoryRegion{r.gpa, r.size, ram_.data() + host_off});
         host_off += r.size;
     }
-    if (auto r = vm_.set_tss_addr(x86::kTssAddr); !r) return r;
+    KS_TRY(vm_.set_tss_addr(x86::kTssAddr));
     return vm_.create_irqchip_and_pit();
 }
 
@@ -116,14 +114,12 @@ Result<void> Machine::setup_devices() {
     acpi_pm_ = std::make_unique<AcpiPm>(sci_irq_, [this] {
         stop(StopStatus{StopReason::Poweroff, ""});
     });
-    if (auto r = pio_.add(x86::kCom1Port, Serial8250::kPortCount, serial_.get()); !r) return r;
-    if (auto r = pio_.add(x86::kI8042DataPort, 1, &i8042_->data_port()); !r) return r;
-    if (auto r = pio_.add(x86::kI8042CmdPort, 1, &i8042_->command_port()); !r) return r;
-    if (auto r = pio_.add(x86::kCmosPort, CmosRtc::kPortCount, rtc_.get()); !r) return r;
-    if (auto r = pio_.add(x86::kPm1aEvtPort, x86::kPm1aEvtLen, &acpi_pm_->event_block()); !r)
-        return r;
-    if (auto r = pio_.add(x86::kPm1aCntPort, x86::kPm1aCntLen, &acpi_pm_->control_block()); !r)
-        return r;
+    KS_TRY(pio_.add(x86::kCom1Port, Serial8250::kPortCount, serial_.get()));
+    KS_TRY(pio_.add(x86::kI8042DataPort, 1, &i8042_->data_port()));
+    KS_TRY(pio_.add(x86::kI8042CmdPort, 1, &i8042_->command_port()));
+    KS_TRY(pio_.add(x86::kCmosPort, CmosRtc::kPortCount, rtc_.get()));
+    KS_TRY(pio_.add(x86::kPm1aEvtPort, x86::kPm1aEvtLen, &acpi_pm_->event_block()));
+    KS_TRY(pio_.add(x86::kPm1aCntPort, x86::kPm1aCntLen, &acpi_pm_->control_block()));
 
     gsi_routes_ = std::make_unique<GsiRoutes>(vm_);
     bar_mapper_ = std::make_unique<BusBarMapper>(mmio_, x86::kPciMmioStart, x86::kPciMmioEnd);
@@ -132,11 +128,11 @@ Result<void> Machine::setup_devices() {
 }
 
 Result<VirtioDevice*> Machine::add_virtio_device(std::unique_ptr<VirtioDevice> device) {
-    auto slot = VirtioSlot::create(vm_, *gsi_routes_, mem_, *loop_, std::move(device));
-    if (!slot) return std::unexpected(slot.error());
-    if (auto r = pci_->add_device((*slot)->pci()); !r) return std::unexpected(r.error());
-    VirtioDevice* dev = &(*slot)->device();
-    virtio_.push_back(std::move(*slot));
+    KS_TRY_ASSIGN(auto slot,
+                  VirtioSlot::create(vm_, *gsi_routes_, mem_, *loop_, std::move(device)));
+    KS_TRY(pci_->add_device((slot)->pci()));
+    VirtioDevice* dev = &(slot)->device();
+    virtio_.push_back(std::move(slot));
     return dev;
 }
 
@@ -179,7 +175,7 @@ constexpr std::chrono::milliseconds kPauseTimeout{5000};
 Result<void> Machine::pause() {
     if (!vcpu_control_) return fail("the VM is not running");
     const bool was_paused = vcpu_control_->paused();
-    if (auto r = vcpu_control_->pause(kPauseTimeout); !r) return r;
+    KS_TRY(vcpu_control_->pause(kPauseTimeout));
     if (was_paused) {
         vcpu_control_->resume();  // pause is not nested for users
         return {};
@@ -205,7 +201,7 @@ Result<void> Machine::resume() {
 
 Result<std::string> Machine::debug_dump(bool nmi) {
     if (!vcpu_control_) return fail("the VM is not running");
-    if (auto r = vcpu_control_->pause(kPauseTimeout); !r) return std::unexpected(r.error());
+    KS_TRY(vcpu_control_->pause(kPauseTimeout));
     std::string out;
     for (auto& v : vcpus_) {
         auto r = v->get_regs();

@@ -90,7 +90,7 @@ class Placer {
     Result<uint64_t> put(const Bytes& t, uint64_t align, std::string_view what) {
         auto addr = reserve(t.size(), align, what);
         if (!addr) return addr;
-        if (auto r = write(*addr, t, what); !r) return std::unexpected(r.error());
+        KS_TRY(write(*addr, t, what));
         return addr;
     }
 
@@ -445,8 +445,7 @@ Result<uint64_t> write_acpi_tables(const GuestMemory& mem, unsigned num_cpus) {
     // An RSDT too, for OSes or acpi=rsdt that ignore the XSDT.
     auto rsdt = p.put(build_rsdt(roots), 16, "RSDT");
     if (!rsdt) return rsdt;
-    if (auto r = p.write(*rsdp, build_rsdp(*rsdt, *xsdt), "RSDP"); !r)
-        return std::unexpected(r.error());
+    KS_TRY(p.write(*rsdp, build_rsdp(*rsdt, *xsdt), "RSDP"));
     return *rsdp;
 }
 

@@ -150,28 +150,27 @@ Result<void> write_idt(const GuestMemory& mem) {
 Result<void> write_identity_page_tables(const GuestMemory& mem) {
     std::array<uint64_t, 512> pml4{};
     pml4[0] = kPdptAddr | kPtePresent | kPteWritable;
-    if (auto r = write_checked(mem, kPml4Addr, pml4, "PML4"); !r) return r;
+    KS_TRY(write_checked(mem, kPml4Addr, pml4, "PML4"));
 
     std::array<uint64_t, 512> pdpt{};
     for (unsigned i = 0; i < kPageDirs; ++i)
         pdpt[i] = (kPdAddr + i * 0x1000ull) | kPtePresent | kPteWritable;
-    if (auto r = write_checked(mem, kPdptAddr, pdpt, "PDPT"); !r) return r;
+    KS_TRY(write_checked(mem, kPdptAddr, pdpt, "PDPT"));
 
     for (unsigned i = 0; i < kPageDirs; ++i) {
         std::array<uint64_t, 512> pd{};
         for (unsigned j = 0; j < 512; ++j)
             pd[j] = (i * k1G + j * k2M) | kPtePresent | kPteWritable | kPteLarge;
-        if (auto r = write_checked(mem, kPdAddr + i * 0x1000ull, pd, "page directory"); !r)
-            return r;
+        KS_TRY(write_checked(mem, kPdAddr + i * 0x1000ull, pd, "page directory"));
     }
     return {};
 }
 
 Result<BootCpuState> setup_boot_cpu(const GuestMemory& mem, uint64_t entry,
                                     uint64_t boot_params_addr) {
-    if (auto r = write_gdt(mem); !r) return std::unexpected(r.error());
-    if (auto r = write_idt(mem); !r) return std::unexpected(r.error());
-    if (auto r = write_identity_page_tables(mem); !r) return std::unexpected(r.error());
+    KS_TRY(write_gdt(mem));
+    KS_TRY(write_idt(mem));
+    KS_TRY(write_identity_page_tables(mem));
     return boot_cpu_state(entry, boot_params_addr);
 }
 

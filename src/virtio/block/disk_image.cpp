@@ -79,7 +79,7 @@ Result<DiskImage> DiskImage::open(const std::string& path, bool read_only) {
 
     // Locked before sizing: the size another writer could still change
     // under us is not worth reading.
-    if (auto r = lock_image(raw, path, read_only); !r) return std::unexpected(r.error());
+    KS_TRY(lock_image(raw, path, read_only));
 
     uint64_t bytes = 0;
     if (img.block_device_) {

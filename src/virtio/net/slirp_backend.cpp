@@ -46,7 +46,7 @@ void signal_eventfd(int fd) {
 
 Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpConfig& config) {
     std::unique_ptr<SlirpBackend> b(new SlirpBackend(config));
-    if (auto r = b->init(); !r) return std::unexpected(r.error());
+    KS_TRY(b->init());
     return b;
 }
 
@@ -54,20 +54,16 @@ SlirpBackend::SlirpBackend(const SlirpConfig& config) : config_(config) {}
 
 Result<void> SlirpBackend::init() {
     const SlirpConfig& c = config_;
-    auto net = parse_ipv4(c.network, "network");
-    if (!net) return std::unexpected(net.error());
-    auto host = parse_ipv4(c.host, "host");
-    if (!host) return std::unexpected(host.error());
-    auto dns = parse_ipv4(c.dns, "DNS");
-    if (!dns) return std::unexpected(dns.error());
-    auto guest = parse_ipv4(c.guest, "guest");
-    if (!guest) return std::unexpected(guest.error());
+    KS_TRY_ASSIGN(auto net, parse_ipv4(c.network, "network"));
+    KS_TRY_ASSIGN(auto host, parse_ipv4(c.host, "host"));
+    KS_TRY_ASSIGN(auto dns, parse_ipv4(c.dns, "DNS"));
+    KS_TRY_ASSIGN(auto guest, parse_ipv4(c.guest, "guest"));
     if (c.prefix_len < 8 || c.prefix_len > 30)
         return failf("invalid slirp network prefix length /{} (8..30)", c.prefix_len);
     const uint32_t mask = ~uint32_t{0} << (32 - c.prefix_len);
-    const uint32_t base = ntohl(net->s_addr) & mask;
+    const uint32_t base = ntohl(net.s_addr) & mask;
     auto inside = [&](in_addr a) { return (ntohl(a.s_addr) & mask) == base; };
-    for (auto [a, what] : {std::pair{*host, "host"}, {*dns, "DNS"}, {*guest, "guest"}}) {
+    for (auto [a, what] : {std::pair{host, "host"}, {dns, "DNS"}, {guest, "guest"}}) {
         if (!inside(a))
             return failf("slirp {} address {} is not inside {}/{}", what, inet_ntoa(a), c.network,
                          c.prefix_len);
@@ -104,9 +100,9 @@ Result<void> SlirpBackend::init() {
     sc.in_enabled = true;
     sc.vnetwork.s_addr = htonl(base);
     sc.vnetmask.s_addr = htonl(mask);
-    sc.vhost = *host;
-    sc.vdhcp_start = *guest;
-    sc.vnameserver = *dns;
+    sc.vhost = host;
+    sc.vdhcp_start = guest;
+    sc.vnameserver = dns;
     sc.in6_enabled = c.ipv6;
     if (c.ipv6) {
         ::inet_pton(AF_INET6, "fd00::", &sc.vprefix_addr6);
@@ -127,13 +123,12 @@ Result<void> SlirpBackend::init() {
         slirp_ = ::slirp_new(&sc, &kCallbacks, this);
         if (!slirp_) return fail("slirp: cannot create the network stack");
         for (const auto& f : c.forwards) {
-            auto haddr = parse_ipv4(f.host_addr, "forward host");
-            if (!haddr) return std::unexpected(haddr.error());
+            KS_TRY_ASSIGN(auto haddr, parse_ipv4(f.host_addr, "forward host"));
             if (f.host_port == 0 || f.guest_port == 0)
                 return failf("cannot forward {} port {} to guest port {}: ports must be 1..65535",
                              f.udp ? "UDP" : "TCP", f.host_port, f.guest_port);
             errno = 0;
-            if (::slirp_add_hostfwd(slirp_, f.udp ? 1 : 0, *haddr, f.host_port, *guest,
+            if (::slirp_add_hostfwd(slirp_, f.udp ? 1 : 0, haddr, f.host_port, guest,
                                     f.guest_port) < 0) {
                 const int e = errno;
                 const char* why = e == EADDRINUSE      ? "address in use"

@@ -132,11 +132,10 @@ Result<std::optional<VirtqChain>> SplitQueue::pop() {
     ++last_avail_;
     if (event_idx_ && notifications_) write_avail_event(last_avail_);
 
-    auto chain = walk_chain(head);
-    if (!chain) return std::unexpected(chain.error());
+    KS_TRY_ASSIGN(auto chain, walk_chain(head));
     popped_.fetch_add(1, std::memory_order_relaxed);
     ++in_flight_;
-    return std::optional<VirtqChain>(std::move(*chain));
+    return std::optional<VirtqChain>(std::move(chain));
 }
 
 Result<void> SplitQueue::add_buffer(VirtqChain& chain, const vring_desc& d, uint64_t& total) {
@@ -199,7 +198,7 @@ Result<VirtqChain> SplitQueue::walk_chain(uint16_t head) {
                 vring_desc e = load_desc(table->data() + sizeof(vring_desc) * j);
                 if (e.flags & VRING_DESC_F_INDIRECT)
                     return mark_broken(fmt::format("chain {}: nested indirect table", head));
-                if (auto r = add_buffer(chain, e, total); !r) return std::unexpected(r.error());
+                KS_TRY(add_buffer(chain, e, total));
                 if (!(e.flags & VRING_DESC_F_NEXT)) break;
                 if (e.next >= n)
                     return mark_broken(
@@ -208,7 +207,7 @@ Result<VirtqChain> SplitQueue::walk_chain(uint16_t head) {
             }
             return chain;
         }
-        if (auto r = add_buffer(chain, d, total); !r) return std::unexpected(r.error());
+        KS_TRY(add_buffer(chain, d, total));
         if (!(d.flags & VRING_DESC_F_NEXT)) return chain;
         if (d.next >= size_)
             return mark_broken(
