@@ -1,5 +1,5 @@
 // The run's configuration as guest-init uses it: the records of
-// sandbox/guest_protocol.h turned into a typed, validated struct.
+// protocol/guest_protocol.h turned into a typed, validated struct.
 #pragma once
 
 #include <sys/types.h>

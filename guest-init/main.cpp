@@ -1,5 +1,5 @@
-// kvmsandbox's guest PID 1 (see sandbox/guest_protocol.h for the contract
-// with the host, DESIGN.md section 2 for what CMD must see). It prepares the
+// kvmsandbox's guest PID 1 (see protocol/guest_protocol.h for the contract
+// with the host, README.md "Running a command" for what CMD must see). It prepares the
 // guest, runs CMD, reports how CMD ended on the status port and powers the
 // VM off. It must never exit: the kernel panics when PID 1 does.
 #include <fcntl.h>

@@ -3,7 +3,7 @@
 # (non-paravirtual) /dev/kvm, and return the command's exit status.
 #
 # Why it exists: some hosts only offer a /dev/kvm that cannot boot a stock
-# kernel (kvm_pvm, see DESIGN.md section 4). QEMU's software CPU (TCG, -cpu max)
+# kernel (kvm_pvm, see README.md, "On hosts whose /dev/kvm cannot boot a stock kernel"). QEMU's software CPU (TCG, -cpu max)
 # emulates AMD-V, so a stock Debian kernel booted under TCG can load kvm_amd and
 # provide a complete /dev/kvm to whatever runs inside it, e.g. our VMM and its
 # integration tests. Everything is emulated, so it is slow but faithful.

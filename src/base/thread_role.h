@@ -1,8 +1,8 @@
 // The roles of the VM process's threads, and the point where each thread
-// declares its role: the sandbox's hardening (sandbox/hardening.h) hooks in
+// declares its role: the process hardening (hardening/hardening.h) hooks in
 // there to drop that thread's privileges and install its seccomp filter.
 // base/ only knows that there is a hook, so the threads' owners (the worker
-// pool, the devices, the vCPU loop) need not depend on the sandbox.
+// pool, the devices, the vCPU loop) need not depend on hardening/.
 #pragma once
 
 namespace kvmsandbox {

@@ -4,7 +4,7 @@
 // symlinks to "/", "..", and out of the share).
 //
 // Per message:
-//  - the bytes are decoded with p9/wire.h directly, by the message type's
+//  - the bytes are decoded with virtio/9p/wire.h directly, by the message type's
 //    field layout; a message that decodes cleanly must re-encode to the same
 //    bytes, and re-encoding it into a buffer one byte short must overflow;
 //  - the server's reply must fit the writable buffers, carry its own length

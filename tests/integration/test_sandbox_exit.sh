@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kvmsandbox -- CMD: the exit status is CMD's, exactly (DESIGN.md section 2):
+# kvmsandbox -- CMD: the exit status is CMD's, exactly (README.md, "Running a command"):
 # 0..255 as is, death by signal N as 128+N, 127 for a command not found, 126
 # for a command that cannot be executed.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

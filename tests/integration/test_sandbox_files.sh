@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kvmsandbox -- CMD: the file system the command sees (DESIGN.md section 2).
+# kvmsandbox -- CMD: the file system the command sees (README.md, "Running a command").
 #  1. isolation: the cwd at the same path, read-write, and files created there
 #     belong to the caller; no $HOME, no /root, no /etc/shadow; /usr read-only.
 #  2. "serious files": create/rename/unlink, hard links, symlinks, chmod,

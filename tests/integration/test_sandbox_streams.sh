@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kvmsandbox -- CMD: stdout and stderr are CMD's, separate and byte-exact;
 # stdin (with its EOF) reaches CMD; kernel and init messages never appear in
-# the streams, only in --console-log (DESIGN.md section 2).
+# the streams, only in --console-log (README.md, "Running a command").
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 kvm_usable || skip "$(kvm_why_not)"

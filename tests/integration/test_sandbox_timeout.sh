@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kvmsandbox -- CMD: --timeout, SIGINT/SIGTERM, and nothing left behind
-# (DESIGN.md section 2):
+# (README.md, "Running a command"):
 #  1. --timeout 5 -- sleep 100 ends after about 5 s with exit 124;
 #  2. SIGINT to kvmsandbox while CMD (sleep) runs: exit 130 within 20 s;
 #  3. SIGTERM is forwarded to CMD: a CMD that traps it reports so and its own

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# When our stdin and stdout are a terminal, CMD gets a terminal (DESIGN.md
-# section 2): a pty in the guest with our window size, its exit status still
+# When our stdin and stdout are a terminal, CMD gets a terminal (README.md,
+# "Running a command"): a pty in the guest with our window size, its exit status still
 # exact, and a line typed on our side reaching CMD. util-linux's `script`
 # gives kvmsandbox a pty here.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -1,6 +1,6 @@
 // A 9P2000.L file server confined to one host directory (the share root).
 //
-// Everything in a request is hostile (DESIGN.md 2-3). Confinement is the
+// Everything in a request is hostile (docs/architecture.md §5). Confinement is the
 // share core's (shares/confined_root.h); it rests on file descriptors, never
 // on path strings:
 //  - every fid holds an O_PATH descriptor of its object; walk resolves one

@@ -2,7 +2,7 @@
 // qids as type[1] version[4] path[8], every message framed as
 // size[4] type[1] tag[2] body.
 //
-// Every byte read here comes from the guest and is hostile (DESIGN.md 2-3):
+// Every byte read here comes from the guest and is hostile (docs/architecture.md §5):
 // the Reader never reads past its span, caps string lengths and, instead of
 // throwing, latches an errno that the server turns into Rlerror. The Writer
 // never writes past its caller-provided buffer and latches an overflow flag.
