@@ -55,6 +55,32 @@ void install_vcpu_kick_handler() {
     ::sigaction(vcpu_kick_signal(), &sa, nullptr);
 }
 
+namespace {
+
+// A port access (possibly a string instruction: count > 1) on the port bus.
+void handle_io(kvm_run& run, Bus& pio) {
+    auto* base = reinterpret_cast<uint8_t*>(&run) + run.io.data_offset;
+    const size_t size = run.io.size;
+    for (uint32_t i = 0; i < run.io.count; ++i) {
+        std::span<uint8_t> data(base + i * size, size);
+        if (run.io.direction == KVM_EXIT_IO_OUT)
+            pio.write(run.io.port, data);
+        else
+            pio.read(run.io.port, data);
+    }
+}
+
+void handle_mmio(kvm_run& run, Bus& mmio) {
+    const size_t len = std::min<size_t>(run.mmio.len, sizeof(run.mmio.data));
+    std::span<uint8_t> data(run.mmio.data, len);
+    if (run.mmio.is_write)
+        mmio.write(run.mmio.phys_addr, data);
+    else
+        mmio.read(run.mmio.phys_addr, data);
+}
+
+}  // namespace
+
 void vcpu_loop(VcpuLoopContext ctx) {
     // Before the first KVM_RUN: from then on the guest drives this thread.
     enter_thread_role(ThreadRole::Vcpu);
@@ -78,29 +104,14 @@ void vcpu_loop(VcpuLoopContext ctx) {
         }
         if (ctx.counters) ctx.counters->total.fetch_add(1, std::memory_order_relaxed);
         switch (run->exit_reason) {
-            case KVM_EXIT_IO: {
+            case KVM_EXIT_IO:
                 if (ctx.counters) ctx.counters->io.fetch_add(1, std::memory_order_relaxed);
-                auto* base = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
-                const size_t size = run->io.size;
-                for (uint32_t i = 0; i < run->io.count; ++i) {
-                    std::span<uint8_t> data(base + i * size, size);
-                    if (run->io.direction == KVM_EXIT_IO_OUT)
-                        ctx.pio->write(run->io.port, data);
-                    else
-                        ctx.pio->read(run->io.port, data);
-                }
+                handle_io(*run, *ctx.pio);
                 break;
-            }
-            case KVM_EXIT_MMIO: {
+            case KVM_EXIT_MMIO:
                 if (ctx.counters) ctx.counters->mmio.fetch_add(1, std::memory_order_relaxed);
-                const size_t len = std::min<size_t>(run->mmio.len, sizeof(run->mmio.data));
-                std::span<uint8_t> data(run->mmio.data, len);
-                if (run->mmio.is_write)
-                    ctx.mmio->write(run->mmio.phys_addr, data);
-                else
-                    ctx.mmio->read(run->mmio.phys_addr, data);
+                handle_mmio(*run, *ctx.mmio);
                 break;
-            }
             case KVM_EXIT_HLT:   // the in-kernel LAPIC handles HLT; tolerate it anyway
             case KVM_EXIT_INTR:  // a kick: the loop condition decides
                 break;

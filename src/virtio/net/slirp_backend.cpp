@@ -122,30 +122,31 @@ Result<void> SlirpBackend::init() {
         std::lock_guard lock(slirp_mu_);
         slirp_ = ::slirp_new(&sc, &kCallbacks, this);
         if (!slirp_) return fail("slirp: cannot create the network stack");
-        for (const auto& f : c.forwards) {
-            KS_TRY_ASSIGN(auto haddr, parse_ipv4(f.host_addr, "forward host"));
-            if (f.host_port == 0 || f.guest_port == 0)
-                return failf("cannot forward {} port {} to guest port {}: ports must be 1..65535",
-                             f.udp ? "UDP" : "TCP", f.host_port, f.guest_port);
-            errno = 0;
-            if (::slirp_add_hostfwd(slirp_, f.udp ? 1 : 0, haddr, f.host_port, guest,
-                                    f.guest_port) < 0) {
-                const int e = errno;
-                const char* why = e == EADDRINUSE      ? "address in use"
-                                  : e == EACCES        ? "permission denied"
-                                  : e == EADDRNOTAVAIL ? "address not available on this host"
-                                  : e != 0             ? std::strerror(e)
-                                                       : "slirp refused it";
-                return failf("cannot forward host {}port {}: {}", f.udp ? "UDP " : "", f.host_port,
-                             why);
-            }
-        }
+        for (const auto& f : c.forwards) KS_TRY(add_forward_locked(f, guest));
     }
 
     try {
         thread_ = std::thread([this] { run(); });
     } catch (const std::system_error& e) {
         return failf("slirp: cannot start its thread: {}", e.what());
+    }
+    return {};
+}
+
+Result<void> SlirpBackend::add_forward_locked(const SlirpPortForward& f, in_addr guest) {
+    KS_TRY_ASSIGN(auto haddr, parse_ipv4(f.host_addr, "forward host"));
+    if (f.host_port == 0 || f.guest_port == 0)
+        return failf("cannot forward {} port {} to guest port {}: ports must be 1..65535",
+                     f.udp ? "UDP" : "TCP", f.host_port, f.guest_port);
+    errno = 0;
+    if (::slirp_add_hostfwd(slirp_, f.udp ? 1 : 0, haddr, f.host_port, guest, f.guest_port) < 0) {
+        const int e = errno;
+        const char* why = e == EADDRINUSE      ? "address in use"
+                          : e == EACCES        ? "permission denied"
+                          : e == EADDRNOTAVAIL ? "address not available on this host"
+                          : e != 0             ? std::strerror(e)
+                                               : "slirp refused it";
+        return failf("cannot forward host {}port {}: {}", f.udp ? "UDP " : "", f.host_port, why);
     }
     return {};
 }

@@ -92,6 +92,8 @@ class SlirpBackend : public NetBackend {
 
     explicit SlirpBackend(const SlirpConfig& config);
     Result<void> init();
+    // Adds one port forward; slirp_mu_ held.
+    Result<void> add_forward_locked(const SlirpPortForward& f, in_addr guest);
     void run();
     void wake();
     void fire_timers_locked();
