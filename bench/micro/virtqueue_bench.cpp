@@ -9,8 +9,8 @@
 #include <cstring>
 #include <vector>
 
-#include "base/result.h"
 #include "base/guest_memory.h"
+#include "base/result.h"
 #include "virtio/transport/virtqueue.h"
 
 namespace kvmsandbox {
@@ -41,13 +41,13 @@ class Ring {
             // Readable then writable, like a block request (header, data, status).
             const bool writable = chain_len > 1 && pos >= (chain_len + 1) / 2;
             const bool last = pos + 1 == chain_len;
-            VirtqDesc d{};
+            vring_desc d{};
             d.addr = kBufGpa + uint64_t{i} * kBufLen;
             d.len = kBufLen;
-            d.flags = static_cast<uint16_t>((writable ? virtq::kDescFWrite : 0) |
-                                            (last ? 0 : virtq::kDescFNext));
+            d.flags = static_cast<uint16_t>((writable ? VRING_DESC_F_WRITE : 0) |
+                                            (last ? 0 : VRING_DESC_F_NEXT));
             d.next = last ? 0 : static_cast<uint16_t>(i + 1);
-            mem_.write_obj(kDescGpa + virtq::kDescSize * i, d);
+            mem_.write_obj(kDescGpa + sizeof(vring_desc) * i, d);
         }
     }
     Ring(const Ring&) = delete;
