@@ -117,8 +117,7 @@ ErrnoResult<void> ConfinedRoot::check_visible(const struct stat& st) const {
     return {};
 }
 
-ErrnoResult<void> ConfinedRoot::check_step(const struct stat& dir,
-                                           const struct stat& entry) const {
+ErrnoResult<void> ConfinedRoot::check_step(const struct stat& dir, const struct stat& entry) const {
     KS_TRY(check_visible(entry));
     if (!world_readable_only_) return {};
     // Mode bits as an unprivileged user meets them: others' bits only, never

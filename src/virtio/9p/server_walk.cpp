@@ -6,8 +6,8 @@
 #include <fcntl.h>
 
 #include <array>
-#include <optional>
 #include <cerrno>
+#include <optional>
 #include <string>
 #include <string_view>
 
