@@ -108,6 +108,7 @@ class SandboxWorkload : public Workload {
             p9::P9Server::Options popts;
             popts.share_name = s.tag;
             popts.hidden = s.hidden;
+            popts.world_readable_only = s.world_readable_only;
             popts.max_msize = 512 * 1024;
             KS_TRY_ASSIGN(auto server, p9::P9Server::create(std::move(root), s.read_only, popts));
             KS_TRY(m.add_virtio_device(std::make_unique<VirtioP9>(s.tag, std::move(server), pool)));

@@ -15,6 +15,9 @@ struct Share {
     bool read_only = true;
     std::vector<std::string> hidden;  // paths relative to host_path the guest must not see
     std::string tag;                  // virtio-9p mount tag, set by plan_shares
+    // Host system directories: only what an unprivileged host user could
+    // read is visible (shares/confined_root.h). Host side only, not sent.
+    bool world_readable_only = false;
 };
 
 struct SymlinkEntry {

@@ -127,6 +127,11 @@ Result<SharePlan> plan_shares(const SharePlanInput& in) {
         s.host_path = host;
         s.guest_path = dir;
         s.read_only = true;
+        // Root-only files (a 0600 wireguard key, a 0700 backup directory)
+        // must not reach the guest just because we were started as root: the
+        // guest sees what any user of the host may read, plus the named
+        // secrets hidden outright.
+        s.world_readable_only = true;
         if (dir == "/etc") s.hidden = etc_secrets();
         plan.shares.push_back(std::move(s));
     }

@@ -1,6 +1,7 @@
 // The confinement core's rules; see confined_root.h for what they guarantee.
 #include "shares/confined_root.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
@@ -75,8 +76,8 @@ ErrnoResult<mode_t> node_type(uint32_t mode) {
 }
 
 ConfinedRoot::ConfinedRoot(UniqueFd root_dir, bool read_only,
-                           const std::vector<std::string>& hidden)
-    : read_only_(read_only) {
+                           const std::vector<std::string>& hidden, bool world_readable_only)
+    : read_only_(read_only), world_readable_only_(world_readable_only) {
     if (root_dir) {
         if (auto st = stat_fd(root_dir.get()); st && S_ISDIR(st->st_mode)) {
             root_dev_ = st->st_dev;
@@ -114,6 +115,37 @@ ErrnoResult<void> ConfinedRoot::check_open_flags(int host_flags) const {
 ErrnoResult<void> ConfinedRoot::check_visible(const struct stat& st) const {
     if (is_hidden(st.st_dev, st.st_ino)) return std::unexpected(ENOENT);
     return {};
+}
+
+ErrnoResult<void> ConfinedRoot::check_step(const struct stat& dir, const struct stat& entry) const {
+    KS_TRY(check_visible(entry));
+    if (!world_readable_only_) return {};
+    // Mode bits as an unprivileged user meets them: others' bits only, never
+    // ours (we may well be root, or the owner of a root-only file's group).
+    if (!(dir.st_mode & S_IXOTH)) return std::unexpected(ENOENT);
+    if (!S_ISLNK(entry.st_mode) && !(entry.st_mode & S_IROTH)) return std::unexpected(ENOENT);
+    return {};
+}
+
+ErrnoResult<void> ConfinedRoot::check_parent(const struct stat& parent) const {
+    if (is_root(parent)) return {};
+    KS_TRY(check_visible(parent));
+    if (world_readable_only_ && (parent.st_mode & (S_IROTH | S_IXOTH)) != (S_IROTH | S_IXOTH))
+        return std::unexpected(ENOENT);
+    return {};
+}
+
+bool ConfinedRoot::listed(int dir_fd, const struct stat& dir, const char* name,
+                          unsigned char d_type, ino_t d_ino) const {
+    if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) return true;
+    if (is_hidden(dir.st_dev, d_ino)) return false;
+    if (!world_readable_only_) return true;
+    if (!(dir.st_mode & S_IXOTH)) return false;  // nothing inside can be reached
+    if (d_type == DT_LNK) return true;           // links need no stat: always shown
+    struct stat st {};
+    // Gone meanwhile, or not ours to see: left out.
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return false;
+    return check_step(dir, st).has_value();
 }
 
 ErrnoResult<bool> ConfinedRoot::is_root(int fd) const {

@@ -20,6 +20,13 @@
 //    fifo or socket is never opened on the host);
 //  - hidden entries (paths given at construction) are recognised by device and
 //    inode, so a hard link or rename inside the share does not reveal them;
+//  - a world_readable_only share (the host's system directories) shows only
+//    what an unprivileged host user could reach and read, whatever uid we run
+//    as: a step from directory D to entry E needs S_IXOTH on D and S_IROTH on
+//    E (symlinks are always shown as links; the guest resolves them and every
+//    target is checked when walked); the root itself is always visible. An
+//    invisible entry is absent: the walk answers ENOENT and readdir leaves it
+//    out, so no fid ever holds it and nothing else can reveal it;
 //  - a read-only share answers EROFS to every mutation;
 //  - modes lose S_ISUID, and S_ISGID on non-directories, on create and chmod;
 //    our umask is undone so a created file has the mode asked for; device
@@ -80,11 +87,14 @@ class ConfinedRoot {
     // object (valid() false) whose operations all fail; a host without procfs
     // at /proc/self/fd gives one that cannot reopen (can_reopen() false).
     // hidden: paths relative to the root, resolved now (absent ones are ignored).
-    ConfinedRoot(UniqueFd root_dir, bool read_only, const std::vector<std::string>& hidden);
+    // world_readable_only: the visibility rule of the header (system shares).
+    ConfinedRoot(UniqueFd root_dir, bool read_only, const std::vector<std::string>& hidden,
+                 bool world_readable_only = false);
 
     bool valid() const { return root_ != nullptr; }
     bool can_reopen() const { return proc_fd_.valid(); }
     bool read_only() const { return read_only_; }
+    bool world_readable_only() const { return world_readable_only_; }
     const SharedFd& root() const { return root_; }
 
     // EROFS on a read-only share.
@@ -97,6 +107,21 @@ class ConfinedRoot {
     }
     // ENOENT for a hidden object: it does not exist for the guest.
     ErrnoResult<void> check_visible(const struct stat& st) const;
+    // A walk step from the directory `dir` onto `entry` (its name looked up
+    // in dir): ENOENT when the entry is hidden or, on a world_readable_only
+    // share, when dir lacks S_IXOTH or entry (not a symlink) lacks S_IROTH.
+    ErrnoResult<void> check_step(const struct stat& dir, const struct stat& entry) const;
+    // A walk step onto ".." that left a directory (parent: where it landed).
+    // The root is always visible; elsewhere the rule asks what a step down
+    // into parent would have: S_IROTH to be seen and S_IXOTH to have been
+    // passed through (its own parent's S_IXOTH was checked on the way down).
+    ErrnoResult<void> check_parent(const struct stat& parent) const;
+    // Whether readdir of the directory dir_fd (stat `dir`) lists the entry
+    // `name` (d_type and d_ino from getdents). "." and ".." always are; a
+    // world_readable_only share stats the entry (a d_type carries no mode),
+    // other shares never do.
+    bool listed(int dir_fd, const struct stat& dir, const char* name, unsigned char d_type,
+                ino_t d_ino) const;
     bool is_root(const struct stat& st) const {
         return st.st_dev == root_dev_ && st.st_ino == root_ino_;
     }
@@ -156,6 +181,7 @@ class ConfinedRoot {
     UniqueFd proc_fd_;  // /proc/self/fd, to reopen O_PATH descriptors
     std::set<std::pair<dev_t, ino_t>> hidden_;
     bool read_only_;
+    bool world_readable_only_;
 };
 
 }  // namespace kvmsandbox::shares

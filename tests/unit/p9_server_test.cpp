@@ -592,6 +592,138 @@ TEST_F(P9ServerTest, HiddenPathsAreInvisibleEvenThroughHardLinks) {
     EXPECT_EQ(c().walk(kRoot, 4, {"copy"}).err(), static_cast<uint32_t>(ENOENT));
 }
 
+// The host's system directories as a root-run VM serves them: whatever we may
+// read, the guest sees only what an unprivileged host user could (others' r
+// on an entry, others' x on each directory walked through). These tests run
+// as root here, which is exactly the case that matters.
+class P9WorldReadableTest : public P9ServerTest {
+  protected:
+    void SetUp() override {
+        P9ServerTest::SetUp();
+        auto file = [&](const std::string& rel, mode_t mode) {
+            write_host(rel, "data of " + rel);
+            ASSERT_EQ(::chmod((root_ / rel).c_str(), mode), 0);
+        };
+        auto dir = [&](const std::string& rel, mode_t mode) {
+            fs::create_directories(root_ / rel);
+            ASSERT_EQ(::chmod((root_ / rel).c_str(), mode), 0);
+        };
+        ASSERT_EQ(::chmod(root_.c_str(), 0755), 0);
+        file("pub", 0644);
+        file("priv", 0600);  // say /etc/wireguard/wg0.conf
+        file("group_only", 0640);
+        // A hard link is the same inode with the same mode: hidden as well.
+        ASSERT_EQ(::link((root_ / "priv").c_str(), (root_ / "priv_link").c_str()), 0);
+        fs::create_symlink("priv", root_ / "lnk");  // shown as a link; its target is not
+        dir("closed", 0700);
+        file("closed/inner", 0644);
+        dir("closed/open", 0755);  // readable, but under a 0700 parent
+        file("closed/open/g", 0644);
+        dir("xonly", 0711);  // searchable, not readable: itself invisible
+        file("xonly/f", 0644);
+        dir("open", 0755);
+        file("open/h", 0644);
+        file("open/secret", 0600);
+        dir("noexec", 0744);  // readable, not searchable: nothing inside reachable
+        file("noexec/n", 0644);
+    }
+    void start_rule(bool rule) {
+        P9Server::Options opts;
+        opts.world_readable_only = rule;
+        start(true, opts);
+    }
+    std::set<std::string> list(uint32_t dir_fid, const std::vector<std::string>& path) {
+        std::set<std::string> names;
+        EXPECT_FALSE(c().walk(kRoot, dir_fid, path).is_error());
+        EXPECT_FALSE(c().lopen(dir_fid, kDotlDirectory).is_error());
+        auto r = c().readdir(dir_fid, 0, 8192);
+        EXPECT_FALSE(r.is_error()) << r.err();
+        Reader rd = r.reader();
+        uint32_t count = rd.u32();
+        while (rd.ok() && rd.remaining() > 0 && count > 0) {
+            rd.qid();
+            rd.u64();
+            rd.u8();
+            names.insert(std::string(rd.str(255)));
+        }
+        c().clunk(dir_fid);
+        return names;
+    }
+    uint32_t walk_err(const std::vector<std::string>& path) {
+        auto w = c().walk(kRoot, 99, path);
+        if (!w.is_error()) {
+            if (Client::walk_qids(w).size() == path.size()) {
+                c().clunk(99);
+                return 0;
+            }
+            return ENOENT;  // a partial walk: the guest's kernel reports ENOENT
+        }
+        return w.err();
+    }
+    std::string read_all(const std::vector<std::string>& path) {
+        EXPECT_FALSE(c().walk(kRoot, 98, path).is_error());
+        EXPECT_FALSE(c().lopen(98, 0).is_error());
+        auto r = c().read(98, 0, 4096);
+        c().clunk(98);
+        return Client::read_data(r);
+    }
+};
+
+TEST_F(P9WorldReadableTest, OnlyWhatOthersCouldReadIsVisible) {
+    start_rule(true);
+    EXPECT_EQ(read_all({"pub"}), "data of pub");
+    EXPECT_EQ(read_all({"open", "h"}), "data of open/h");
+    for (const std::vector<std::string>& p :
+         std::vector<std::vector<std::string>>{{"priv"},
+                                               {"priv_link"},
+                                               {"group_only"},
+                                               {"closed"},
+                                               {"closed", "inner"},
+                                               {"closed", "open"},
+                                               {"closed", "open", "g"},
+                                               {"xonly"},
+                                               {"xonly", "f"},
+                                               {"open", "secret"},
+                                               {"noexec", "n"}})
+        EXPECT_EQ(walk_err(p), static_cast<uint32_t>(ENOENT)) << p.back();
+    // A first step that fails is an Rlerror(ENOENT) and makes no fid.
+    const size_t fids = server_->fid_count();
+    EXPECT_EQ(c().walk(kRoot, 1, {"priv"}).err(), static_cast<uint32_t>(ENOENT));
+    EXPECT_EQ(server_->fid_count(), fids);
+    // The symlink itself is visible (a link's mode means nothing); the guest
+    // resolves it to "priv", which is checked on its own walk.
+    EXPECT_EQ(walk_err({"lnk"}), 0u);
+    // A readable directory without o+x is visible but empty.
+    EXPECT_EQ(walk_err({"noexec"}), 0u);
+    // ".." from a visible directory lands on the root again.
+    EXPECT_EQ(walk_err({"open", "..", "pub"}), 0u);
+
+    EXPECT_EQ(list(2, {}), (std::set<std::string>{".", "..", "pub", "lnk", "open", "noexec"}));
+    EXPECT_EQ(list(3, {"open"}), (std::set<std::string>{".", "..", "h"}));
+    EXPECT_EQ(list(4, {"noexec"}), (std::set<std::string>{".", ".."}));
+}
+
+TEST_F(P9WorldReadableTest, WithoutTheRuleTheSameTreeIsFullyVisible) {
+    start_rule(false);
+    for (const std::vector<std::string>& p : std::vector<std::vector<std::string>>{
+             {"priv"}, {"priv_link"}, {"closed", "open", "g"}, {"xonly", "f"}, {"noexec", "n"}})
+        EXPECT_EQ(walk_err(p), 0u) << p.back();
+    EXPECT_EQ(read_all({"priv"}), "data of priv");  // we run as root here
+    EXPECT_EQ(list(2, {}),
+              (std::set<std::string>{".", "..", "pub", "priv", "group_only", "priv_link", "lnk",
+                                     "closed", "xonly", "open", "noexec"}));
+}
+
+TEST_F(P9WorldReadableTest, HiddenListStillAppliesUnderTheRule) {
+    P9Server::Options opts;
+    opts.world_readable_only = true;
+    opts.hidden = {"pub"};  // world-readable, but named as a secret
+    start(true, opts);
+    EXPECT_EQ(walk_err({"pub"}), static_cast<uint32_t>(ENOENT));
+    EXPECT_FALSE(list(2, {}).count("pub"));
+    EXPECT_EQ(walk_err({"open", "h"}), 0u);
+}
+
 TEST_F(P9ServerTest, ReaddirThousandEntriesAcrossCalls) {
     fs::create_directories(root_ / "many");
     std::set<std::string> want;

@@ -41,9 +41,14 @@ TEST(SharePlan, SystemReadOnlyCwdReadWriteSymlinksKept) {
     ASSERT_NE(etc, nullptr);
     EXPECT_TRUE(etc->read_only);
     EXPECT_NE(std::find(etc->hidden.begin(), etc->hidden.end(), "shadow"), etc->hidden.end());
+    // System directories show only what any host user may read; the cwd is
+    // the user's own and keeps normal permissions.
+    EXPECT_TRUE(etc->world_readable_only);
+    EXPECT_TRUE(usr->world_readable_only);
     const Share* cwd = find(*plan, "/home/u/proj");
     ASSERT_NE(cwd, nullptr);
     EXPECT_FALSE(cwd->read_only);
+    EXPECT_FALSE(cwd->world_readable_only);
     EXPECT_EQ(cwd->host_path, (r.dir / "home/u/proj").string());
     EXPECT_EQ(find(*plan, "/home"), nullptr);  // nothing else of the host
     ASSERT_EQ(plan->symlinks.size(), 2u);
@@ -68,6 +73,7 @@ TEST(SharePlan, ParseShareOption) {
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EQ(s->guest_path, "/data");
     EXPECT_TRUE(s->read_only);
+    EXPECT_FALSE(s->world_readable_only);  // --share: normal permissions, even :ro
     s = parse_share_option(r.dir.string());
     ASSERT_TRUE(s);
     EXPECT_EQ(s->guest_path, s->host_path);
@@ -101,6 +107,7 @@ TEST(SharePlan, GuestRootComesFirstReadWriteAndSystemDirsStillMountedInIt) {
     EXPECT_EQ(plan->shares[0].guest_path, "/");
     EXPECT_EQ(plan->shares[0].host_path, "/store/dev1");
     EXPECT_FALSE(plan->shares[0].read_only);
+    EXPECT_FALSE(plan->shares[0].world_readable_only);  // the user's own rootfs
     const Share* usr = find(*plan, "/usr");
     ASSERT_NE(usr, nullptr);
     EXPECT_TRUE(usr->read_only);

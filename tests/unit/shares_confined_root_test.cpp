@@ -3,6 +3,7 @@
 // hidden entries, read-only refusal and mode sanitising.
 #include "shares/confined_root.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -274,6 +275,67 @@ TEST_F(SharesConfinedRoot, HiddenEntriesByIdentity) {
     EXPECT_FALSE(root.is_hidden(out.st_dev, out.st_ino));
     // Without a list nothing is hidden.
     EXPECT_TRUE(make().check_visible(*shadow));
+}
+
+// The system shares' rule: others' x on the directory, others' r on the
+// entry; our own credentials (root, when these tests run as root) never count.
+TEST_F(SharesConfinedRoot, WorldReadableOnlyRule) {
+    ASSERT_EQ(::chmod(share_.c_str(), 0755), 0);
+    fs::create_directories(share_ / "closed");
+    fs::create_directories(share_ / "xonly");
+    write_file(share_ / "priv", "secret");
+    write_file(share_ / "closed" / "in", "x");
+    ASSERT_EQ(::chmod((share_ / "file").c_str(), 0644), 0);
+    ASSERT_EQ(::chmod((share_ / "priv").c_str(), 0600), 0);
+    ASSERT_EQ(::chmod((share_ / "closed").c_str(), 0700), 0);
+    ASSERT_EQ(::chmod((share_ / "closed" / "in").c_str(), 0644), 0);
+    ASSERT_EQ(::chmod((share_ / "xonly").c_str(), 0711), 0);
+    fs::create_hard_link(share_ / "priv", share_ / "priv_link");
+    fs::create_symlink("priv", share_ / "lnk");
+    ConfinedRoot rule(open_path(share_, O_DIRECTORY), true, {}, true);
+    ConfinedRoot plain(open_path(share_, O_DIRECTORY), true, {});
+    EXPECT_TRUE(rule.world_readable_only());
+    EXPECT_FALSE(plain.world_readable_only());
+    const int d = dir_fd(rule);
+    auto top = stat_fd(d);
+    auto closed = stat_at(d, "closed");
+    ASSERT_TRUE(top && closed);
+    auto step = [&](const ConfinedRoot& r, const struct stat& dir, int dfd, const char* name) {
+        auto st = stat_at(dfd, name);
+        EXPECT_TRUE(st) << name;
+        return st ? r.check_step(dir, *st).has_value() : false;
+    };
+    EXPECT_TRUE(step(rule, *top, d, "file"));
+    EXPECT_TRUE(step(rule, *top, d, "lnk"));  // a link's mode means nothing
+    EXPECT_FALSE(step(rule, *top, d, "priv"));
+    EXPECT_FALSE(step(rule, *top, d, "priv_link"));  // same inode, same mode
+    EXPECT_FALSE(step(rule, *top, d, "closed"));
+    EXPECT_FALSE(step(rule, *top, d, "xonly"));  // o+x alone does not make it visible
+    UniqueFd cfd = open_path(share_ / "closed", O_DIRECTORY);
+    EXPECT_FALSE(step(rule, *closed, cfd.get(), "in"));  // no o+x on the way
+    auto bad = rule.check_step(*top, *stat_at(d, "priv"));
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error(), ENOENT);
+    for (const char* n : {"file", "priv", "closed", "xonly"}) EXPECT_TRUE(step(plain, *top, d, n));
+    EXPECT_TRUE(step(plain, *closed, cfd.get(), "in"));
+
+    // ".." onto the root is always fine; onto an unreadable directory it is not.
+    EXPECT_TRUE(rule.check_parent(*top));
+    EXPECT_FALSE(rule.check_parent(*closed));
+    EXPECT_TRUE(plain.check_parent(*closed));
+
+    // readdir: the same answers from a name and a d_type.
+    auto ino = [&](const char* n) { return stat_at(d, n)->st_ino; };
+    EXPECT_TRUE(rule.listed(d, *top, ".", DT_DIR, top->st_ino));
+    EXPECT_TRUE(rule.listed(d, *top, "..", DT_DIR, 0));
+    EXPECT_TRUE(rule.listed(d, *top, "file", DT_REG, ino("file")));
+    EXPECT_TRUE(rule.listed(d, *top, "lnk", DT_LNK, ino("lnk")));
+    EXPECT_FALSE(rule.listed(d, *top, "priv", DT_REG, ino("priv")));
+    EXPECT_FALSE(rule.listed(d, *top, "closed", DT_DIR, ino("closed")));
+    EXPECT_FALSE(rule.listed(d, *top, "gone", DT_REG, 12345));  // vanished meanwhile
+    EXPECT_FALSE(rule.listed(cfd.get(), *closed, "in", DT_REG, 1));
+    EXPECT_TRUE(plain.listed(d, *top, "priv", DT_REG, ino("priv")));
+    EXPECT_TRUE(plain.listed(cfd.get(), *closed, "in", DT_REG, 1));
 }
 
 TEST_F(SharesConfinedRoot, ReadOnlyShareRefusesEveryMutation) {

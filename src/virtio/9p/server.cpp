@@ -16,7 +16,8 @@
 namespace kvmsandbox::p9 {
 
 P9Server::P9Server(UniqueFd root_dir, bool read_only, Options options)
-    : root_(std::move(root_dir), read_only, options.hidden), options_(std::move(options)) {
+    : root_(std::move(root_dir), read_only, options.hidden, options.world_readable_only),
+      options_(std::move(options)) {
     options_.max_msize = std::max(options_.max_msize, kMinMsize);
     msize_ = options_.max_msize;
 }

@@ -83,6 +83,13 @@ class P9Server {
         // a hard link or a rename inside the share does not reveal them: walk
         // answers ENOENT and readdir leaves them out.
         std::vector<std::string> hidden;
+        // The host's system directories: show only what an unprivileged host
+        // user could reach and read (others' r on an entry, others' x on each
+        // directory walked through; see shares/confined_root.h), so a root-only
+        // file such as a 0600 /etc/wireguard/wg0.conf is absent even when we
+        // run as root. Invisible entries: walk answers ENOENT, readdir omits
+        // them (at one fstatat per entry).
+        bool world_readable_only = false;
     };
 
     // The guest's scatter/gather buffers, in order. The request segments are

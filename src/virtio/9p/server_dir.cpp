@@ -1,4 +1,5 @@
-// Directory requests: Treaddir (hidden entries left out) and the requests
+// Directory requests: Treaddir (hidden entries, and on system shares those an
+// unprivileged host user could not read, left out) and the requests
 // that make, link, rename or remove entries. Every name is checked and every
 // mutation is done by the share core (single components, no symlink
 // resolution, modes sanitized, EROFS on a read-only share); the checks run
@@ -33,14 +34,15 @@ struct Dirent64 {
 // Appends the getdents64 records in buf[0, n) to w as Rreaddir entries while
 // they fit in `limit` bytes; `used` counts the bytes written. Returns false
 // once an entry did not fit.
-bool encode_entries(const shares::ConfinedRoot& root, dev_t dev, std::span<uint8_t> buf, long n,
-                    size_t limit, size_t& used, Writer& w) {
+bool encode_entries(const shares::ConfinedRoot& root, int dfd, const struct stat& dst,
+                    std::span<uint8_t> buf, long n, size_t limit, size_t& used, Writer& w) {
+    const dev_t dev = dst.st_dev;
     for (long pos = 0; pos < n;) {
         auto* d = reinterpret_cast<Dirent64*>(buf.data() + pos);
         if (d->d_reclen == 0) break;
         pos += d->d_reclen;
-        if (root.is_hidden(dev, static_cast<ino_t>(d->d_ino))) continue;
         size_t nlen = strnlen(d->d_name, kMaxNameLen + 1);
+        if (!root.listed(dfd, dst, d->d_name, d->d_type, static_cast<ino_t>(d->d_ino))) continue;
         size_t entry = kQidSize + 8 + 1 + 2 + nlen;
         if (used + entry > limit) return false;
         Qid q;
@@ -87,7 +89,7 @@ ErrnoResult<void> P9Server::op_readdir(Reader& r, Writer& w) {
             break;
         }
         if (n == 0) break;
-        full = !encode_entries(root_, dst.st_dev, buf, n, limit, used, w);
+        full = !encode_entries(root_, dfd, dst, buf, n, limit, used, w);
     }
     // Not even one entry fits: answering an empty list would mean "end".
     if (used == 0 && full) return std::unexpected(EINVAL);

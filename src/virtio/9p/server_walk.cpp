@@ -1,11 +1,13 @@
 // Twalk, Tlopen and Tlcreate: how a guest reaches an object and opens it.
 // Each walk step goes through the share core (one component beneath the
-// previous descriptor, ".." kept beneath the root, hidden entries absent);
+// previous descriptor, ".." kept beneath the root, hidden and, on system
+// shares, not world-readable entries absent);
 // opening reopens the walked inode itself, never a path.
 #include <fcntl.h>
 
 #include <array>
 #include <cerrno>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,10 +47,12 @@ ErrnoResult<int> map_open_flags(uint32_t f) {
 }
 
 // Where a walk stands: the object, the directory it was reached from and its
-// name there (both unknown after ".." and at the root).
+// name there (both unknown after ".." and at the root). cur_st: the stat of
+// cur once known (the visibility rule looks at the directory's mode).
 struct WalkPos {
     SharedFd cur, parent;
     std::string name;
+    std::optional<struct stat> cur_st;
 };
 
 // One walk step; on success `pos` is the new object and its stat is returned.
@@ -56,24 +60,41 @@ ErrnoResult<struct stat> walk_step(const shares::ConfinedRoot& root, WalkPos& po
                                    std::string_view n) {
     if (n == ".") {
         // The Linux client never sends it; harmless as a no-op.
-    } else if (n == "..") {
+        KS_TRY_ASSIGN(const struct stat st, shares::stat_fd(pos.cur->get()));
+        KS_TRY(root.check_visible(st));
+        pos.cur_st = st;
+        return st;
+    }
+    if (n == "..") {
         KS_TRY_ASSIGN(const bool at_root, root.is_root(pos.cur->get()));
+        SharedFd up_fd = pos.cur;
         if (!at_root) {
             KS_TRY_ASSIGN(UniqueFd up, root.parent_of(pos.cur->get()));
-            pos.cur = share(std::move(up));
+            up_fd = share(std::move(up));
         }
+        KS_TRY_ASSIGN(const struct stat st, shares::stat_fd(up_fd->get()));
+        KS_TRY(root.check_parent(st));
+        pos.cur = std::move(up_fd);
+        pos.cur_st = st;
         // Its own parent and name are unknown: rename/remove through this
         // fid will fail, which no client relies on.
         pos.parent.reset();
         pos.name.clear();
-    } else {
-        KS_TRY_ASSIGN(UniqueFd next, shares::ConfinedRoot::lookup(pos.cur->get(), n));
-        pos.parent = pos.cur;
-        pos.name = std::string(n);
-        pos.cur = share(std::move(next));
+        return st;
     }
-    KS_TRY_ASSIGN(const struct stat st, shares::stat_fd(pos.cur->get()));
-    KS_TRY(root.check_visible(st));
+    // The directory's mode matters only under the visibility rule: other
+    // shares spend no stat on it.
+    if (root.world_readable_only() && !pos.cur_st) {
+        KS_TRY_ASSIGN(pos.cur_st, shares::stat_fd(pos.cur->get()));
+    }
+    KS_TRY_ASSIGN(UniqueFd next, shares::ConfinedRoot::lookup(pos.cur->get(), n));
+    KS_TRY_ASSIGN(const struct stat st, shares::stat_fd(next.get()));
+    // Without the rule check_step ignores the directory's stat.
+    KS_TRY(root.check_step(pos.cur_st.value_or(st), st));
+    pos.parent = pos.cur;
+    pos.name = std::string(n);
+    pos.cur = share(std::move(next));
+    pos.cur_st = st;
     return st;
 }
 
@@ -96,7 +117,7 @@ ErrnoResult<void> P9Server::op_walk(Reader& r, Writer& w) {
         if (get_fid(newfid)) return std::unexpected(EEXIST);
     }
 
-    WalkPos pos{v.path, v.parent, v.name};
+    WalkPos pos{v.path, v.parent, v.name, std::nullopt};
     std::array<Qid, kMaxWalkNames> qids;
     size_t nq = 0;
     int err = 0;
