@@ -29,6 +29,9 @@
 //  - xattrs: "user.*" can be read and written, "system.posix_acl_*" read
 //    only, others are EOPNOTSUPP; symlinks have no xattrs here (empty list);
 //    an xattrcreate of size 0 removes the attribute (as QEMU's server does);
+//  - qid paths are chosen so that the Linux client shows the host's st_ino
+//    (server_internal.h, qid_path); Rgetattr's nlink, blocks and the times
+//    with their nanoseconds are the host's;
 //  - locks are OFD locks taken without blocking; a conflict answers
 //    Rlock(BLOCKED) and the Linux client retries.
 //
