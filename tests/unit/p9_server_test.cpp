@@ -161,6 +161,22 @@ class Client {
             w.u64(mtime_nsec);
         });
     }
+    // Tsetattr of the times only, the way v9fs_vfs_setattr_dotl sends them.
+    Reply set_times(uint32_t fid, uint32_t valid, uint64_t atime_sec, uint64_t atime_nsec,
+                    uint64_t mtime_sec, uint64_t mtime_nsec) {
+        return call(kTsetattr, [&](Writer& w) {
+            w.u32(fid);
+            w.u32(valid);
+            w.u32(0);  // mode
+            w.u32(0);  // uid
+            w.u32(0);  // gid
+            w.u64(0);  // size
+            w.u64(atime_sec);
+            w.u64(atime_nsec);
+            w.u64(mtime_sec);
+            w.u64(mtime_nsec);
+        });
+    }
     Reply readdir(uint32_t fid, uint64_t off, uint32_t count) {
         return call(kTreaddir, [&](Writer& w) {
             w.u32(fid);
@@ -903,6 +919,177 @@ TEST_F(P9ServerTest, SetattrChmodTruncateTimes) {
     }
     // Truncating a directory.
     EXPECT_EQ(c().setattr(kRoot, kSetattrSize, 0, 0, 0, 0).err(), static_cast<uint32_t>(EISDIR));
+}
+
+struct stat lstat_of(const fs::path& p) {
+    struct stat st {};
+    EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
+    return st;
+}
+
+// Linux's v9fs client shows qid.path + 2 as the inode number (v9fs_qid2ino).
+uint64_t guest_ino(const Qid& q) {
+    return q.path + 2;
+}
+
+TEST_F(P9ServerTest, TimesRoundTripWithNanoseconds) {
+    write_host("t", "abc");
+    ASSERT_FALSE(c().walk(kRoot, 1, {"t"}).is_error());
+    const uint32_t both = kSetattrAtime | kSetattrMtime | kSetattrAtimeSet | kSetattrMtimeSet;
+
+    // Guest sets both times with nanoseconds: exact in Rgetattr and on the host.
+    auto r = c().set_times(1, both | kSetattrCtime, 1, 2003004, 2, 3004005);
+    ASSERT_FALSE(r.is_error()) << r.err();
+    auto a = decode_attr(c().getattr(1));
+    EXPECT_EQ(a.atime, 1u);
+    EXPECT_EQ(a.atime_ns, 2003004u);
+    EXPECT_EQ(a.mtime, 2u);
+    EXPECT_EQ(a.mtime_ns, 3004005u);
+    struct stat st = lstat_of(root_ / "t");
+    EXPECT_EQ(st.st_atim.tv_sec, 1);
+    EXPECT_EQ(st.st_atim.tv_nsec, 2003004);
+    EXPECT_EQ(st.st_mtim.tv_sec, 2);
+    EXPECT_EQ(st.st_mtim.tv_nsec, 3004005);
+    // ctime is the host's own, to the nanosecond, and recent.
+    EXPECT_EQ(a.ctime, static_cast<uint64_t>(st.st_ctim.tv_sec));
+    EXPECT_EQ(a.ctime_ns, static_cast<uint64_t>(st.st_ctim.tv_nsec));
+    EXPECT_GT(a.ctime, static_cast<uint64_t>(time(nullptr)) - 60);
+
+    // The largest nanosecond value is kept as well.
+    ASSERT_FALSE(c().set_times(1, both, 1000000000, 999999999, 1000000001, 1).is_error());
+    a = decode_attr(c().getattr(1));
+    EXPECT_EQ(a.atime, 1000000000u);
+    EXPECT_EQ(a.atime_ns, 999999999u);
+    EXPECT_EQ(a.mtime, 1000000001u);
+    EXPECT_EQ(a.mtime_ns, 1u);
+
+    // One time alone leaves the other as it was.
+    ASSERT_FALSE(c().set_times(1, kSetattrAtime | kSetattrAtimeSet, 5, 6, 0, 0).is_error());
+    a = decode_attr(c().getattr(1));
+    EXPECT_EQ(a.atime, 5u);
+    EXPECT_EQ(a.atime_ns, 6u);
+    EXPECT_EQ(a.mtime, 1000000001u);
+    EXPECT_EQ(a.mtime_ns, 1u);
+    ASSERT_FALSE(c().set_times(1, kSetattrMtime | kSetattrMtimeSet, 0, 0, 7, 8).is_error());
+    a = decode_attr(c().getattr(1));
+    EXPECT_EQ(a.atime, 5u);
+    EXPECT_EQ(a.atime_ns, 6u);
+    EXPECT_EQ(a.mtime, 7u);
+    EXPECT_EQ(a.mtime_ns, 8u);
+    // ATIME without ATIME_SET is "now" (the host's clock, with its nanoseconds).
+    ASSERT_FALSE(c().set_times(1, kSetattrAtime, 0, 0, 0, 0).is_error());
+    a = decode_attr(c().getattr(1));
+    st = lstat_of(root_ / "t");
+    EXPECT_GT(a.atime, 1600000000u);
+    EXPECT_EQ(a.atime, static_cast<uint64_t>(st.st_atim.tv_sec));
+    EXPECT_EQ(a.atime_ns, static_cast<uint64_t>(st.st_atim.tv_nsec));
+    EXPECT_EQ(a.mtime, 7u);
+    EXPECT_EQ(a.mtime_ns, 8u);
+    // Out-of-range nanoseconds: EINVAL, nothing changes.
+    EXPECT_EQ(c().set_times(1, both, 9, 1000000000, 9, 0).err(), static_cast<uint32_t>(EINVAL));
+    EXPECT_EQ(decode_attr(c().getattr(1)).mtime, 7u);
+
+    // A host-side change with nanoseconds is seen exactly.
+    const timespec host_ts[2] = {{1700000000, 123456789}, {1700000001, 987654321}};
+    ASSERT_EQ(utimensat(AT_FDCWD, (root_ / "t").c_str(), host_ts, 0), 0);
+    a = decode_attr(c().getattr(1));
+    EXPECT_EQ(a.atime, 1700000000u);
+    EXPECT_EQ(a.atime_ns, 123456789u);
+    EXPECT_EQ(a.mtime, 1700000001u);
+    EXPECT_EQ(a.mtime_ns, 987654321u);
+
+    // A write through the share: mtime and ctime are the host's, exactly.
+    ASSERT_FALSE(c().lopen(1, kDotlRdwr).is_error());
+    ASSERT_FALSE(c().write(1, 0, "more").is_error());
+    a = decode_attr(c().getattr(1));
+    st = lstat_of(root_ / "t");
+    EXPECT_EQ(a.mtime, static_cast<uint64_t>(st.st_mtim.tv_sec));
+    EXPECT_EQ(a.mtime_ns, static_cast<uint64_t>(st.st_mtim.tv_nsec));
+    EXPECT_EQ(a.ctime, static_cast<uint64_t>(st.st_ctim.tv_sec));
+    EXPECT_EQ(a.ctime_ns, static_cast<uint64_t>(st.st_ctim.tv_nsec));
+    EXPECT_GT(a.mtime, 1700000001u);
+
+    // Directories and symlinks take times too (a symlink's own, not its target's).
+    fs::create_directory(root_ / "d");
+    fs::create_symlink("t", root_ / "l");
+    ASSERT_FALSE(c().walk(kRoot, 2, {"d"}).is_error());
+    ASSERT_FALSE(c().walk(kRoot, 3, {"l"}).is_error());
+    ASSERT_FALSE(c().set_times(2, both, 11, 12, 13, 14).is_error());
+    ASSERT_FALSE(c().set_times(3, both, 21, 22, 23, 24).is_error());
+    st = lstat_of(root_ / "d");
+    EXPECT_EQ(st.st_atim.tv_nsec, 12);
+    EXPECT_EQ(st.st_mtim.tv_sec, 13);
+    EXPECT_EQ(st.st_mtim.tv_nsec, 14);
+    st = lstat_of(root_ / "l");
+    EXPECT_EQ(st.st_mtim.tv_sec, 23);
+    EXPECT_EQ(st.st_mtim.tv_nsec, 24);
+    a = decode_attr(c().getattr(3));
+    EXPECT_EQ(a.mtime, 23u);
+    EXPECT_EQ(a.mtime_ns, 24u);
+    EXPECT_NE(lstat_of(root_ / "t").st_mtim.tv_sec, 23);
+}
+
+TEST_F(P9ServerTest, InodeNumbersLinksAndBlocksMatchTheHost) {
+    // A file with data, a hard link to it, a sparse file, a directory, a symlink.
+    write_host("big", std::string(100000, 'x'));
+    ASSERT_EQ(link((root_ / "big").c_str(), (root_ / "big2").c_str()), 0);
+    {
+        int fd = open((root_ / "sparse").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(pwrite(fd, "z", 1, 1 << 20), 1);
+        close(fd);
+    }
+    fs::create_directories(root_ / "dir" / "sub");
+    fs::create_symlink("big", root_ / "sym");
+
+    // Attach's qid: the root's own inode.
+    EXPECT_EQ(guest_ino(root_qid_), lstat_of(root_).st_ino);
+
+    uint32_t fid = 1;
+    for (const char* name : {"big", "big2", "sparse", "dir", "sym"}) {
+        SCOPED_TRACE(name);
+        auto w = c().walk(kRoot, fid, {name});
+        ASSERT_FALSE(w.is_error());
+        const struct stat st = lstat_of(root_ / name);
+        const auto a = decode_attr(c().getattr(fid));
+        EXPECT_EQ(guest_ino(Client::walk_qids(w).at(0)), st.st_ino);
+        EXPECT_EQ(guest_ino(a.qid), st.st_ino);
+        EXPECT_EQ(a.nlink, st.st_nlink);
+        EXPECT_EQ(a.blocks, static_cast<uint64_t>(st.st_blocks));
+        EXPECT_EQ(a.blksize, static_cast<uint64_t>(st.st_blksize));
+        EXPECT_EQ(a.size, static_cast<uint64_t>(st.st_size));
+        ++fid;
+    }
+    EXPECT_EQ(decode_attr(c().getattr(1)).nlink, 2u);  // big and big2
+
+    // Created objects: lcreate's and mkdir's qids are the new inodes.
+    ASSERT_FALSE(c().walk(kRoot, fid, {}).is_error());
+    auto cr = c().lcreate(fid, "made", kDotlRdwr | kDotlCreate, 0644);
+    ASSERT_FALSE(cr.is_error());
+    EXPECT_EQ(guest_ino(Client::qid_of(cr)), lstat_of(root_ / "made").st_ino);
+    auto md = c().mkdir(kRoot, "madedir", 0755);
+    ASSERT_FALSE(md.is_error());
+    EXPECT_EQ(guest_ino(Client::qid_of(md)), lstat_of(root_ / "madedir").st_ino);
+
+    // Readdir's qids (the guest's d_ino) agree with stat.
+    ASSERT_FALSE(c().walk(kRoot, 20, {}).is_error());
+    ASSERT_FALSE(c().lopen(20, kDotlDirectory).is_error());
+    auto r = c().readdir(20, 0, 8192);
+    ASSERT_FALSE(r.is_error());
+    Reader rd = r.reader();
+    rd.u32();
+    int seen = 0;
+    while (rd.remaining() > 0) {
+        Qid q = rd.qid();
+        rd.u64();
+        rd.u8();
+        std::string name(rd.str(255));
+        ASSERT_TRUE(rd.ok());
+        if (name == "..") continue;  // the share's parent: not ours to show
+        EXPECT_EQ(guest_ino(q), lstat_of(root_ / name).st_ino) << name;
+        ++seen;
+    }
+    EXPECT_EQ(seen, 8);  // . big big2 sparse dir sym made madedir
 }
 
 TEST_F(P9ServerTest, StatfsAndFsync) {

@@ -20,6 +20,9 @@ P9Server::P9Server(UniqueFd root_dir, bool read_only, Options options)
       options_(std::move(options)) {
     options_.max_msize = std::max(options_.max_msize, kMinMsize);
     msize_ = options_.max_msize;
+    if (root_.valid()) {
+        if (auto st = shares::stat_fd(root_.root()->get())) root_dev_ = st->st_dev;
+    }
 }
 
 P9Server::~P9Server() = default;

@@ -29,6 +29,9 @@
 //  - xattrs: "user.*" can be read and written, "system.posix_acl_*" read
 //    only, others are EOPNOTSUPP; symlinks have no xattrs here (empty list);
 //    an xattrcreate of size 0 removes the attribute (as QEMU's server does);
+//  - qid paths are chosen so that the Linux client shows the host's st_ino
+//    (server_internal.h, qid_path); Rgetattr's nlink, blocks and the times
+//    with their nanoseconds are the host's;
 //  - locks are OFD locks taken without blocking; a conflict answers
 //    Rlock(BLOCKED) and the Linux client retries.
 //
@@ -42,6 +45,7 @@
 // table lock and a concurrent clunk cannot close a descriptor in use.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -171,12 +175,18 @@ class P9Server {
     ErrnoResult<void> op_xattrcreate(Reader& r, Writer& w);
     ErrnoResult<void> apply_xattr(Fid& f);
 
+    // server_internal.h: the qid of a host object, whose path is the guest's
+    // inode number. Members of P9Server call this; free helpers take the
+    // root device themselves.
+    Qid make_qid(const struct stat& st) const;
+
     ErrnoResult<FidPtr> get_fid(uint32_t id) const;
     ErrnoResult<void> add_fid(uint32_t id, FidPtr fid, bool replace);
     FidPtr take_fid(uint32_t id);
 
     // Declared before options_: built from the constructor's arguments.
     shares::ConfinedRoot root_;
+    dev_t root_dev_ = 0;  // the share root's device, for qids (0: bad root)
     Options options_;
     std::atomic<uint32_t> msize_{0};
     std::atomic<bool> negotiated_{false};

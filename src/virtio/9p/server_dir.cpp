@@ -35,7 +35,8 @@ struct Dirent64 {
 // they fit in `limit` bytes; `used` counts the bytes written. Returns false
 // once an entry did not fit.
 bool encode_entries(const shares::ConfinedRoot& root, int dfd, const struct stat& dst,
-                    std::span<uint8_t> buf, long n, size_t limit, size_t& used, Writer& w) {
+                    dev_t root_dev, std::span<uint8_t> buf, long n, size_t limit, size_t& used,
+                    Writer& w) {
     const dev_t dev = dst.st_dev;
     for (long pos = 0; pos < n;) {
         auto* d = reinterpret_cast<Dirent64*>(buf.data() + pos);
@@ -47,7 +48,7 @@ bool encode_entries(const shares::ConfinedRoot& root, int dfd, const struct stat
         if (used + entry > limit) return false;
         Qid q;
         q.type = d->d_type == DT_DIR ? kQtDir : d->d_type == DT_LNK ? kQtSymlink : kQtFile;
-        q.path = qid_path(d->d_ino, dev);
+        q.path = qid_path(d->d_ino, dev, root_dev);
         w.qid(q);
         w.u64(static_cast<uint64_t>(d->d_off));
         w.u8(d->d_type);
@@ -89,7 +90,7 @@ ErrnoResult<void> P9Server::op_readdir(Reader& r, Writer& w) {
             break;
         }
         if (n == 0) break;
-        full = !encode_entries(root_, dfd, dst, buf, n, limit, used, w);
+        full = !encode_entries(root_, dfd, dst, root_dev_, buf, n, limit, used, w);
     }
     // Not even one entry fits: answering an empty list would mean "end".
     if (used == 0 && full) return std::unexpected(EINVAL);

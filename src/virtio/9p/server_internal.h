@@ -107,11 +107,27 @@ inline SharedFd share(UniqueFd fd) {
     return std::make_shared<const UniqueFd>(std::move(fd));
 }
 
-inline uint64_t qid_path(uint64_t ino, uint64_t dev) {
-    return ino ^ (dev << 48);
+// Qid paths are the guest's inode numbers: Linux's v9fs client makes i_ino =
+// qid.path + 2 (fs/9p v9fs_qid2ino / QID2INO on 64-bit guests; getdents'
+// d_ino too), so we send the host inode minus that bias and `stat` in the
+// guest shows the host's st_ino. Objects on another device than the share
+// root (a mount inside the share) must not collide with the root device's:
+// their inode is XORed with a 16-bit tag of the device, top bit set, in bits
+// 48-63 (inode numbers of the file systems we know stay below 2^48). Within
+// one device the map is one-to-one; two foreign devices collide only if their
+// 15-bit tags do.
+inline constexpr uint64_t kClientInoBias = 2;
+
+inline uint64_t qid_path(uint64_t ino, uint64_t dev, uint64_t root_dev) {
+    uint64_t v = ino;
+    if (dev != root_dev) {
+        const uint64_t tag = ((dev * 0x9E3779B97F4A7C15ull) >> 49) | 0x8000;
+        v ^= tag << 48;
+    }
+    return v - kClientInoBias;
 }
 
-inline Qid make_qid(const struct stat& st) {
+inline Qid make_qid(const struct stat& st, dev_t root_dev) {
     Qid q;
     if (S_ISDIR(st.st_mode))
         q.type = kQtDir;
@@ -122,8 +138,12 @@ inline Qid make_qid(const struct stat& st) {
     // Version 0: the Linux client treats a changed version as a different
     // inode in some paths, and cache=none does not need it.
     q.version = 0;
-    q.path = qid_path(st.st_ino, st.st_dev);
+    q.path = qid_path(st.st_ino, st.st_dev, root_dev);
     return q;
+}
+
+inline Qid P9Server::make_qid(const struct stat& st) const {
+    return p9::make_qid(st, root_dev_);
 }
 
 // server_io.cpp: the guest's segments as one byte range.

@@ -24,6 +24,11 @@ struct SetattrReq {
     uint64_t size, atime_sec, atime_nsec, mtime_sec, mtime_nsec;
 };
 
+// Explicit times keep their nanoseconds here. Linux's v9fs client sends whole
+// seconds only: it never lowers its superblock's s_time_gran from the VFS
+// default of 1 s, so notify_change truncates utimensat's times in the guest
+// before the request is built (host-made times, UTIME_NOW and everything in
+// Rgetattr do keep their nanoseconds).
 ErrnoResult<void> set_times(int pfd, bool is_link, const SetattrReq& q) {
     timespec ts[2];
     auto set = [](timespec& t, bool on, bool given, uint64_t s, uint64_t ns) {
