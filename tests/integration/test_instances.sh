@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The control plane: two named instances at once; list, pause/resume (a guest
-# counter stops and restarts), stat (counters move), balloon (the guest's
+# counter stops and restarts, the guest's wall clock is the host's again), stat (counters move), balloon (the guest's
 # MemTotal drops by the inflated size and comes back), debug, stop (graceful,
 # socket removed), stop --all; a name in use is refused; an unknown name is
 # one line and a non-zero exit; a SIGKILLed VM's stale socket is cleaned by
@@ -35,6 +35,10 @@ while :; do
     date +%s >"t.$n.tmp" && mv "t.$n.tmp" "t.$n"
     echo "$i" >"c.$n.tmp" && mv "c.$n.tmp" "c.$n"
     grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2 >"m.$n.tmp" && mv "m.$n.tmp" "m.$n"
+    # On cue (the host creates ask.N): the guest's wall clock, in ns.
+    if [ -e "ask.$n" ]; then
+        date +%s%N >"now.$n.tmp" && rm -f "ask.$n" && mv "now.$n.tmp" "now.$n"
+    fi
     sleep 0.2
 done
 EOF
@@ -134,6 +138,19 @@ gt2=$(cat t.alpha) ht2=$(date +%s)
 # (a kvmclock guest stops with its vCPUs; a TSC-clocksource guest catches up).
 check "the guest clock did not jump over the pause (guest $gt1 -> $gt2, host +$((ht2 - ht1)) s)" \
     bash -c "(( $gt2 >= $gt1 && $gt2 - $gt1 <= $ht2 - $ht1 + 1 ))"
+# Times are exact across a pause: the paused kvmclock resumes where it
+# stopped, so the host sends the time again at resume. The guest's clock,
+# read on cue, lies between the host's before the cue and after its answer
+# (100 ms of slack below; a lost pause would be ~3 s behind).
+rm -f now.alpha
+h0=$(date +%s%N)
+touch ask.alpha
+wait_for 30 test -e now.alpha
+h1=$(date +%s%N)
+g=$(cat now.alpha 2>/dev/null || echo 0)
+echo "  after resume: host $h0 | guest $g | host $h1 (guest - host $(((g - h0) / 1000000)) ms)"
+check "the guest's wall clock after resume is the host's (within 100 ms)" \
+    bash -c "(( $h0 - 100000000 <= $g && $g <= $h1 ))"
 rc=0
 "$K" resume alpha >/dev/null 2>res.err || rc=$?
 check "resume of a running instance fails with one line (rc $rc)" \
