@@ -132,6 +132,7 @@ check "stat: the VMM's resident memory is reported" bash -c "\"$K\" stat --json 
 check "pause alpha" "$K" pause alpha
 a1=$(counter alpha) b1=$(counter beta)
 read -r gt1 ht1 < <(stamp alpha)
+ino1=$(stat -c %i t.alpha)
 sleep 3
 a2=$(counter alpha) b2=$(counter beta)
 check "paused alpha's counter stays ($a1 -> $a2)" test "$a1" = "$a2"
@@ -144,6 +145,10 @@ p2=$(p9reqs alpha)
 check "no 9p requests while paused ($p1 -> $p2)" test "$p1" = "$p2"
 check "resume alpha" "$K" resume alpha
 check "alpha's counter moves again after resume" wait_for 30 bash -c "(( \$(cat c.alpha) > $a2 ))"
+# A reading taken after the resume (the one before may have been written just
+# before the pause, its iteration finishing only now).
+check "alpha writes its clock again after resume" \
+    wait_for 30 bash -c "[[ \$(stat -c %i t.alpha) != $ino1 ]]"
 read -r gt2 ht2 < <(stamp alpha)
 # Not wildly: never backwards, never more than the host's own clock moved
 # between the two readings (the host's clock taken when the guest wrote them:
