@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -293,6 +294,14 @@ void build_root(const GuestConfig& cfg) {
     UniqueFd sigfd(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd) fail(errno_message("signalfd", errno));
 
+    // The host's wall clock, as late before CMD as we can (the RTC gave
+    // whole seconds). Control lines read while waiting stay for supervise.
+    const SetClock set_clock = [](const timespec& ts) {
+        return ::clock_settime(CLOCK_REALTIME, &ts) == 0 ? 0 : errno;
+    };
+    std::string control_backlog;
+    sync_clock(g_status.get(), control.get(), guest::kTimeWaitMs, set_clock, &control_backlog);
+
     ChildStdio io;
     Pty pty;
     if (cfg.tty) {
@@ -313,6 +322,8 @@ void build_root(const GuestConfig& cfg) {
     SessionFds fds;
     fds.signal_fd = sigfd.get();
     fds.control = control.get();
+    fds.control_backlog = std::move(control_backlog);
+    fds.set_clock = set_clock;
     if (cfg.tty) {
         fds.tty_port = ports[2].get();
         fds.pty_master = pty.master.get();

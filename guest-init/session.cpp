@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -19,6 +20,7 @@
 
 #include "guest-init/io.h"
 #include "guest-init/log.h"
+#include "protocol/guest_protocol.h"
 
 namespace kvmsandbox::guest_init {
 
@@ -133,6 +135,78 @@ std::expected<Spawned, std::string> spawn_command(const GuestConfig& cfg, const 
     return s;
 }
 
+std::vector<std::string> ControlLines::feed(std::string_view bytes) {
+    std::vector<std::string> out;
+    for (char c : bytes) {
+        if (c == '\n') {
+            if (!overflow_) out.push_back(std::move(line_));
+            line_.clear();
+            overflow_ = false;
+        } else if (line_.size() < kMaxLine) {
+            line_.push_back(c);
+        } else {
+            overflow_ = true;
+        }
+    }
+    return out;
+}
+
+bool handle_time_line(std::string_view line, const SetClock& set_clock) {
+    if (!line.starts_with("time ")) return false;
+    auto t = guest::parse_time_line(line);
+    if (!t) {
+        debugf("control: malformed time line ignored");
+        return true;
+    }
+    if (!set_clock) return true;
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(t->sec);
+    ts.tv_nsec = static_cast<long>(t->nsec);
+    if (int err = set_clock(ts); err != 0)
+        errorf("%s", errno_message("cannot set the clock", err).c_str());
+    return true;
+}
+
+bool sync_clock(int status_fd, int control_fd, int timeout_ms, const SetClock& set_clock,
+                std::string* backlog) {
+    if (status_fd < 0 || control_fd < 0) return false;
+    const long long start = monotonic_ms();
+    std::string req(guest::kTimeRequest);
+    req.push_back('\n');
+    if (!write_all_deadline(status_fd, req.data(), req.size(), timeout_ms)) return false;
+    ControlLines lines;
+    bool done = false;
+    while (!done) {
+        long long left = start + timeout_ms - monotonic_ms();
+        if (left <= 0) break;
+        pollfd pfd{control_fd, POLLIN, 0};
+        int r = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(left, 50)));
+        if (r < 0 && errno != EINTR) break;
+        char buf[512];
+        ssize_t n = ::read(control_fd, buf, sizeof buf);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) break;
+        // EOF: the host has the port closed for now; poll() cannot wait for
+        // it to open, so the loop polls every 50 ms (above) at worst.
+        if (n == 0 && r > 0) sleep_ms(10);
+        if (n <= 0) continue;
+        for (auto& l : lines.feed(std::string_view(buf, static_cast<size_t>(n)))) {
+            if (!done && guest::parse_time_line(l)) {
+                handle_time_line(l, set_clock);
+                done = true;
+            } else if (!handle_time_line(l, nullptr)) {
+                backlog->append(l);
+                backlog->push_back('\n');
+            }
+        }
+    }
+    backlog->append(lines.partial());
+    if (done)
+        debugf("clock set from the host's after %lld ms", monotonic_ms() - start);
+    else
+        debugf("no time from the host within %d ms: the clock stays at the RTC's", timeout_ms);
+    return done;
+}
+
 namespace {
 
 // A bounded byte queue between two fds; the pump never holds more than this.
@@ -176,6 +250,7 @@ class Loop {
         ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
         watch(fds_.signal_fd, EPOLLIN);
         if (fds_.control >= 0) watch(fds_.control, EPOLLIN);
+        if (!fds_.control_backlog.empty()) control_bytes(fds_.control_backlog);
         update_pump();
         while (!main_done_) {
             epoll_event evs[8];
@@ -264,24 +339,20 @@ class Loop {
                 watch(fds_.control, EPOLLIN);
                 control_closed_ = false;
             }
-            for (ssize_t i = 0; i < n; ++i) {
-                if (buf[i] == '\n') {
-                    if (!line_overflow_) control_command(line_);
-                    line_.clear();
-                    line_overflow_ = false;
-                } else if (line_.size() < 256) {
-                    line_.push_back(buf[i]);
-                } else {
-                    line_overflow_ = true;  // not a command of ours: dropped whole
-                }
-            }
+            control_bytes(std::string_view(buf, static_cast<size_t>(n)));
         }
+    }
+
+    void control_bytes(std::string_view bytes) {
+        for (const auto& l : lines_.feed(bytes)) control_command(l);
     }
 
     void control_command(const std::string& line) {
         unsigned a = 0, b = 0;
         char tail = 0;
-        if (std::sscanf(line.c_str(), "signal %u%c", &a, &tail) == 1) {
+        if (handle_time_line(line, fds_.set_clock)) {
+            debugf("control: time");
+        } else if (std::sscanf(line.c_str(), "signal %u%c", &a, &tail) == 1) {
             if (a >= 1 && a < static_cast<unsigned>(NSIG)) {
                 debugf("control: signal %u to process group %d", a, main_);
                 ::kill(-main_, static_cast<int>(a));
@@ -347,8 +418,7 @@ class Loop {
     bool main_done_ = false;
     int status_ = 0;
     bool control_closed_ = false;
-    std::string line_;
-    bool line_overflow_ = false;
+    ControlLines lines_;
     ByteQueue to_master_, to_port_;
     uint32_t port_events_ = 0, master_events_ = 0;
     bool port_eof_ = false, master_eof_ = false, port_broken_ = false;

@@ -78,6 +78,7 @@ Result<Outcome> launch(const VmRequest& req, MachineConfig cfg, Workload& worklo
 
     control::VmService service(m, {claim.name(), req.kind}, balloon,
                                [&] { workload.request_shutdown(m); });
+    service.set_on_resume([&] { workload.after_resume(m); });
     KS_TRY(service.listen(claim.socket_path()));
     // Everything is open: from here every thread drops its privileges and
     // loads its filter before it handles anything from the guest.

@@ -48,7 +48,7 @@ struct Outcome {
 
 // The part of a VM that its kind decides. Calls come in this order, all on
 // the launching thread: attach_early, attach, before_run, (the guest runs;
-// request_shutdown on the loop thread), after_run, outcome.
+// request_shutdown and after_resume on the loop thread), after_run, outcome.
 class Workload {
   public:
     virtual ~Workload() = default;
@@ -60,6 +60,8 @@ class Workload {
     virtual Result<void> before_run(Machine& /*m*/) { return {}; }
     // `kvmsandbox stop`: ask the guest to end (it is forced off later).
     virtual void request_shutdown(Machine& m) = 0;
+    // `kvmsandbox resume` has let the guest run again (loop thread).
+    virtual void after_resume(Machine& /*m*/) {}
     // The guest has stopped; output still in flight is to be delivered.
     virtual void after_run() {}
     virtual Outcome outcome(const StopStatus& st) = 0;

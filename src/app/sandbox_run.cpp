@@ -134,6 +134,10 @@ class SandboxWorkload : public Workload {
     // forces the VM off after the grace period the request gives.
     void request_shutdown(Machine&) override { session_->send_signal(SIGTERM); }
 
+    // The paused kvmclock resumed where it stopped: the guest's wall clock
+    // lags by the pause until it gets the host's again.
+    void after_resume(Machine&) override { session_->send_time(); }
+
     void after_run() override {
         if (session_) session_->finish_output();
         if (console_) console_->drain_output();

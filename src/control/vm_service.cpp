@@ -53,6 +53,7 @@ Json VmService::handle(const Json& request) {
     if (*cmd == "resume") {
         if (!machine_.paused()) return error_response(info_.name + " is not paused");
         if (auto r = machine_.resume(); !r) return error_response(r.error().message);
+        if (on_resume_) on_resume_();
         return ok_response(info_fields());
     }
     if (*cmd == "debug") {

@@ -51,6 +51,9 @@ class VmService {
     Result<void> listen(const std::string& socket_path);
     // Stops listening and removes the socket; the destructor does it too.
     void close();
+    // Called after each successful `resume`, once the vCPUs run again (the
+    // sandbox sends the guest the wall clock its paused kvmclock lost).
+    void set_on_resume(std::function<void()> f) { on_resume_ = std::move(f); }
 
     // One request; public for unit tests. Loop thread.
     Json handle(const Json& request);
@@ -66,6 +69,7 @@ class VmService {
     InstanceInfo info_;
     VirtioBalloon* balloon_;
     std::function<void()> graceful_stop_;
+    std::function<void()> on_resume_;
     std::unique_ptr<ControlServer> server_;
     UniqueFd force_timer_;
     bool stopping_ = false;

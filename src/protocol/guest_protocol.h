@@ -18,7 +18,10 @@
 //      kPortTty     both ways: a terminal session (only when "tty" is 1): the
 //                   guest runs CMD on a pty and pumps its master here.
 //      kPortControl host -> guest: text lines "signal N" (send signal N to
-//                   CMD's process group), "winsize ROWS COLS".
+//                   CMD's process group), "winsize ROWS COLS",
+//                   "time SEC NSEC" (the host's CLOCK_REALTIME, read right
+//                   before the write: guest-init sets its wall clock to it;
+//                   see 4.).
 //      kPortStatus  guest -> host: one text line when CMD is done:
 //                   "exit N" | "signal N" | "error CODE message";
 //                   before it, once CMD has been started,
@@ -27,8 +30,21 @@
 //                   (CODE 126: cannot execute, 127: not found, 125: init
 //                   failure). The host drains the stdout/stderr queues before
 //                   acting on it, since the ports are separate queues.
+//                   "time?" (kTimeRequest) asks for a "time" line (4.).
+// 4. The wall clock. The guest's clock starts from the CMOS RTC, in whole
+//    seconds; CMD must see the host's time. Just before starting CMD,
+//    guest-init writes "time?" on the status port and waits (kTimeWaitMs at
+//    most, then it keeps the RTC's time) for "time SEC NSEC" on the control
+//    port, which the host sends the moment it reads the request. The error
+//    is the one-way latency of that line (host write -> guest
+//    clock_settime), and the guest is never ahead. The host answers each
+//    request once and at most kMaxTimeAnswers in a run (the guest is not
+//    trusted to ask sparingly). After `kvmsandbox resume` the guest's
+//    kvmclock resumes where pause stopped it, so the host sends a "time"
+//    line unasked; guest-init accepts one at any time while CMD runs.
 #pragma once
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -102,6 +118,50 @@ inline std::optional<std::vector<Record>> parse_records(std::string_view in) {
         pos = start + len + 1;
     }
     return out;
+}
+
+// ---- 4. The wall clock ----
+
+inline constexpr std::string_view kTimeRequest = "time?";  // a status line, without '\n'
+inline constexpr int kTimeWaitMs = 2000;
+inline constexpr unsigned kMaxTimeAnswers = 8;
+// 9999-12-31T23:59:59Z: any wall clock beyond it is garbage, and it keeps
+// SEC within every time_t and far from overflow in arithmetic.
+inline constexpr int64_t kMaxTimeSec = 253402300799;
+
+struct WallTime {
+    int64_t sec = 0;
+    int64_t nsec = 0;  // 0 .. 999999999
+};
+
+// "time SEC NSEC\n".
+inline std::string format_time_line(WallTime t) {
+    return "time " + std::to_string(t.sec) + " " + std::to_string(t.nsec) + "\n";
+}
+
+// Parses "time SEC NSEC" (one trailing '\n' allowed); nullopt unless both are
+// plain decimal numbers in range (0 <= SEC <= kMaxTimeSec, 0 <= NSEC < 1e9).
+inline std::optional<WallTime> parse_time_line(std::string_view l) {
+    if (l.ends_with('\n')) l.remove_suffix(1);
+    constexpr std::string_view kPrefix = "time ";
+    if (!l.starts_with(kPrefix)) return std::nullopt;
+    l.remove_prefix(kPrefix.size());
+    auto sp = l.find(' ');
+    if (sp == std::string_view::npos) return std::nullopt;
+    std::string_view a = l.substr(0, sp), b = l.substr(sp + 1);
+    auto digits = [](std::string_view s, size_t max_len) {
+        if (s.empty() || s.size() > max_len) return false;
+        for (char c : s)
+            if (c < '0' || c > '9') return false;
+        return true;
+    };
+    // The length caps keep from_chars away from overflow.
+    if (!digits(a, 12) || !digits(b, 9)) return std::nullopt;
+    WallTime t;
+    std::from_chars(a.data(), a.data() + a.size(), t.sec);
+    std::from_chars(b.data(), b.data() + b.size(), t.nsec);
+    if (t.sec > kMaxTimeSec) return std::nullopt;
+    return t;
 }
 
 }  // namespace kvmsandbox::guest

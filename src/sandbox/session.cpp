@@ -1,5 +1,7 @@
 #include "sandbox/session.h"
 
+#include <time.h>
+
 #include <charconv>
 #include <csignal>
 
@@ -117,7 +119,25 @@ void SandboxSession::send_winsize(unsigned rows, unsigned cols) {
     control_->send("winsize " + std::to_string(rows) + " " + std::to_string(cols) + "\n");
 }
 
+void SandboxSession::send_time() {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    control_->send(guest::format_time_line({now.tv_sec, now.tv_nsec}));
+}
+
 void SandboxSession::on_status_line(const std::string& line) {
+    std::string_view l(line);
+    if (l.ends_with('\n')) l.remove_suffix(1);
+    if (l == guest::kTimeRequest) {
+        if (time_answers_ >= guest::kMaxTimeAnswers) {
+            log::debug("guest asked for the time too often; ignored");
+            return;
+        }
+        ++time_answers_;
+        // Posted: sending takes the console's lock, which we are under.
+        loop_.post([this] { send_time(); });
+        return;
+    }
     if (auto phases = parse_phase_line(line)) {
         milestones::mark(milestones::Milestone::GuestCmdStarted);
         milestones::set_guest_phases(phases->first, phases->second);

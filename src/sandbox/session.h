@@ -1,6 +1,10 @@
 // The host side of one sandboxed command: the console ports that carry its
 // stdin, stdout, stderr (or one terminal), the control lines we send it
-// (signals, window size) and the status line it ends with.
+// (signals, window size, the wall clock) and the status line it ends with.
+// Trust: every status line comes from the guest; a "time?" request is
+// answered once, and at most guest::kMaxTimeAnswers times in a run.
+// Threads: the status port's lines arrive under the console's lock, so work
+// that sends is posted to the loop.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +43,11 @@ class SandboxSession {
     // Sends "signal N" to CMD's process group.
     void send_signal(int sig);
     void send_winsize(unsigned rows, unsigned cols);
+    // Sends "time SEC NSEC" with the host's CLOCK_REALTIME read right before
+    // the send: on the guest's request, and after a resume. Loop thread.
+    void send_time();
+    // How many "time?" requests were answered (or are about to be).
+    unsigned time_answers() const { return time_answers_; }
 
     // The status line, once CMD has ended.
     const std::optional<SessionStatus>& status() const { return status_; }
@@ -55,6 +64,7 @@ class SandboxSession {
     std::unique_ptr<LineInputPort> status_port_;
     std::unique_ptr<LineOutputPort> control_;
     std::optional<SessionStatus> status_;
+    unsigned time_answers_ = 0;
 };
 
 // Parses "exit N" | "signal N" | "error CODE message".

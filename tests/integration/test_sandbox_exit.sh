@@ -70,6 +70,7 @@ check "the starts above unpacked the kernel once (found $(vmlinuxes | wc -l))" \
 check "... an x86-64 ELF file" sh -c "head -c 4 '$(vmlinuxes | head -1)' | grep -q ELF"
 run_sandbox /dev/null 180 -v -- true
 check "-v: the start booted the unpacked kernel" grep -q "booting the unpacked kernel" "$RUN_ERR"
+check "-v: guest-init set its clock from the host's" grep -q "clock set from the host's" "$RUN_ERR"
 check "-v: ... entered at its own entry point, not the bzImage's" \
     not_grep "booting the bzImage" "$RUN_ERR"
 show_if_bad 0
@@ -83,5 +84,35 @@ KVMSANDBOX_NO_CACHE=1 run_sandbox /dev/null 180 -v -- true
 check "KVMSANDBOX_NO_CACHE=1: the run works without the cache (got $RUN_RC)" test "$RUN_RC" = 0
 check "KVMSANDBOX_NO_CACHE=1: it boots the bzImage" grep -q "booting the bzImage" "$RUN_ERR"
 show_if_bad 0
+
+# Times are exact (README.md): CMD's wall clock is the host's when it starts,
+# not the RTC's whole seconds. Its first `date` lies between the host's
+# clock before the start and when that line arrived; the second, printed on
+# cue (a line on its stdin), within 10 ms of the host's clock around the cue.
+mkfifo clock.in
+exec {clock_w}<>clock.in
+echo "+ kvmsandbox -- sh -c 'date +%s%N; read x; date +%s%N' (on cue)"
+t0=$(date +%s%N)
+timeout -k 10 180 "$KVMSANDBOX" -- sh -c 'date +%s%N; read x; date +%s%N' \
+    <clock.in >clock.out 2>clock.err &
+clock_pid=$!
+lines() { wc -l <clock.out; }
+until (($(lines) >= 1)) || ! kill -0 "$clock_pid" 2>/dev/null; do sleep 0.01; done
+h0=$(date +%s%N)
+echo go >&"$clock_w"
+until (($(lines) >= 2)) || ! kill -0 "$clock_pid" 2>/dev/null; do sleep 0.01; done
+h1=$(date +%s%N)
+rc=0
+wait "$clock_pid" || rc=$?
+exec {clock_w}>&-
+g0=$(sed -n 1p clock.out) g1=$(sed -n 2p clock.out)
+echo "  exit $rc; host $t0 | guest $g0 | host $h0 | guest $g1 | host $h1"
+echo "  guest - host at the cue: $(((g1 - h0) / 1000)) us (window $(((h1 - h0) / 1000)) us)"
+check "clock: the run printed two times (exit $rc)" bash -c "[[ $rc == 0 && -n '$g1' ]]"
+check "clock: CMD's time at its start lies between the host's (within 10 ms)" \
+    bash -c "(( $t0 - 10000000 <= ${g0:-0} && ${g0:-0} <= $h0 ))"
+check "clock: CMD's time on cue lies between the host's around the cue (within 10 ms)" \
+    bash -c "(( $h0 - 10000000 <= ${g1:-0} && ${g1:-0} <= $h1 ))"
+[[ $rc == 0 ]] || cat clock.err
 
 finish

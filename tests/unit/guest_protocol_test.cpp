@@ -25,3 +25,46 @@ TEST(GuestProtocol, RejectsMalformed) {
     }
     EXPECT_TRUE(parse_records(""));
 }
+
+TEST(GuestProtocolTime, FormatsAndParsesBack) {
+    for (WallTime t :
+         {WallTime{0, 0}, WallTime{1700000000, 123456789}, WallTime{kMaxTimeSec, 999999999}}) {
+        std::string line = format_time_line(t);
+        EXPECT_TRUE(line.ends_with('\n'));
+        auto p = parse_time_line(line);
+        ASSERT_TRUE(p) << line;
+        EXPECT_EQ(p->sec, t.sec);
+        EXPECT_EQ(p->nsec, t.nsec);
+    }
+    EXPECT_EQ(format_time_line({12, 5}), "time 12 5\n");
+    auto p = parse_time_line("time 1 000000001");  // leading zeros are still decimal
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->nsec, 1);
+}
+
+TEST(GuestProtocolTime, RejectsOutOfRangeAndMalformed) {
+    for (const char* bad : {"",
+                            "time",
+                            "time ",
+                            "time 1",
+                            "time 1 ",
+                            "time  1 2",
+                            "time 1  2",
+                            "time 1 2 ",
+                            "time 1 2 3",
+                            "time -1 2",
+                            "time 1 -2",
+                            "time +1 2",
+                            "time 1 1000000000",
+                            "time 1 0000000001",
+                            "time 253402300800 0",
+                            "time 9999999999999 0",
+                            "time 1 2\n\n",
+                            "time 1 2\r",
+                            "time x 2",
+                            "Time 1 2",
+                            "time 1\n2",
+                            "time? 1 2"})
+        EXPECT_FALSE(parse_time_line(bad)) << bad;
+    EXPECT_EQ(kTimeRequest, "time?");
+}

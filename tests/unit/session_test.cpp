@@ -1,9 +1,15 @@
 #include "sandbox/session.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <span>
 #include <string>
+
+#include "protocol/guest_protocol.h"
 
 namespace kvmsandbox {
 namespace {
@@ -100,6 +106,55 @@ TEST(SessionStatusLine, MalformedLinesRejected) {
                              "error  1 x"}) {
         EXPECT_FALSE(parse_status_line(line).has_value()) << '"' << line << '"';
     }
+}
+
+// The guest's "time?" requests: answered one each, capped, never a status.
+TEST(SessionTimeRequest, AnsweredOnceEachUpToTheCap) {
+    auto loop = EventLoop::create();
+    ASSERT_TRUE(loop);
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(null);
+    SandboxSession session(**loop, null.get(), null.get(), null.get(), false);
+    ConsolePortBackend* status = nullptr;
+    for (const auto& p : session.port_specs())
+        if (p.name == guest::kPortStatus) status = p.backend;
+    ASSERT_NE(status, nullptr);
+    auto guest_writes = [&](std::string bytes) {
+        std::span<uint8_t> b(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size());
+        status->on_guest_output(std::span<const std::span<uint8_t>>(&b, 1));
+    };
+    guest_writes("time?\n");
+    EXPECT_EQ(session.time_answers(), 1u);
+    EXPECT_FALSE(session.status().has_value());
+    // Malformed requests are not requests.
+    guest_writes("time? \n");
+    EXPECT_EQ(session.time_answers(), 1u);
+    // A flood is answered kMaxTimeAnswers times in all, one per request.
+    std::string flood;
+    for (int i = 0; i < 100; ++i) flood += "time?\n";
+    guest_writes(flood);
+    EXPECT_EQ(session.time_answers(), guest::kMaxTimeAnswers);
+    // The answers are sent on the loop (no console attached: they queue).
+    (*loop)->post([&] { (*loop)->request_stop(); });
+    ASSERT_TRUE((*loop)->run());
+}
+
+TEST(SessionTimeRequest, StatusAfterRequestStillCounts) {
+    auto loop = EventLoop::create();
+    ASSERT_TRUE(loop);
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    SandboxSession session(**loop, null.get(), null.get(), null.get(), false);
+    for (const auto& p : session.port_specs()) {
+        if (p.name != guest::kPortStatus) continue;
+        std::string bytes = "time?\nexit 7\n";
+        std::span<uint8_t> b(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size());
+        p.backend->on_guest_output(std::span<const std::span<uint8_t>>(&b, 1));
+    }
+    ASSERT_TRUE(session.status().has_value());
+    EXPECT_EQ(session.status()->exit_code, 7);
+    EXPECT_EQ(session.time_answers(), 1u);
+    (*loop)->post([&] { (*loop)->request_stop(); });
+    ASSERT_TRUE((*loop)->run());
 }
 
 }  // namespace
