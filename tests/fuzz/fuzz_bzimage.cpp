@@ -22,8 +22,8 @@
 #include "arch/x86/e820.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/vmlinux.h"
-#include "fuzz_check.h"
 #include "base/guest_memory.h"
+#include "fuzz_check.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "base/guest_memory.h"
+#include "base/result.h"
 
 namespace kvmsandbox::x86 {
 

@@ -10,8 +10,8 @@
 
 #include "arch/x86/bzimage.h"
 #include "arch/x86/e820.h"
-#include "base/result.h"
 #include "base/guest_memory.h"
+#include "base/result.h"
 
 namespace kvmsandbox::x86 {
 

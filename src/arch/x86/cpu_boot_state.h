@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "base/result.h"
 #include "base/guest_memory.h"
+#include "base/result.h"
 
 namespace kvmsandbox::x86 {
 
